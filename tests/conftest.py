@@ -1,0 +1,74 @@
+"""Tiny randomly initialised models and a tiny ChatML tokenizer, built in-process.
+
+They make unit tests run in seconds with no downloads; integration tests that
+need the real embedded default are marked ``integration``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Paris is the capital of France, and Berlin is the capital of Germany.",
+    "Write a short poem about the sea. Use no commas in your answer.",
+    "Sure! Here is a list:\n* first item\n* second item\n* third item",
+    "I cannot help with that request, but here is something else.",
+    "def add(a, b):\n    return a + b  # numbers 0123456789",
+    "<<Title>> P.S. [placeholder] *highlighted* section, happy sad good bad.",
+] * 20
+
+
+def build_tokenizer(vocab_size: int = 320, chat_template: bool = True):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>", "<s>"]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
+                                   eos_token="<|im_end|>", bos_token="<s>")
+    if chat_template:
+        fast.chat_template = CHATML
+    return fast
+
+
+def build_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, **overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                      tie_word_embeddings=False, **overrides)
+    model = LlamaForCausalLM(cfg).eval()
+    # Random init gives near-uniform logits; a larger output scale makes
+    # log-probs differ between texts so tests can tell them apart.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return build_model(tiny_tokenizer, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tiny_tokenizer):
+    return build_model(tiny_tokenizer, seed=1)
