@@ -1,0 +1,95 @@
+"""``frugalign score``: response log-probs under a model (optionally minus a reference model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import add_config_arguments, build_config
+from ..errors import ConfigError, DataError
+from ..models import DEFAULT_MODEL
+
+
+@dataclass
+class ScoreConfig:
+    input: str = field(default="", metadata={"help": "pool (responses) or pairs (response_a/response_b) file"})
+    output: str = field(default="", metadata={"help": "scores file to write (.jsonl/.parquet)"})
+    model: str = DEFAULT_MODEL
+    ref_model: str | None = field(default=None, metadata={"help": "if set, also score with it and report model − ref"})
+    dtype: str = "float32"
+    device: str = "cpu"
+    token_budget: int = 4096
+    max_batch: int = 64
+    share_prompts: bool = True
+    overflow: str = field(default="error", metadata={"help": "error | skip | truncate"})
+    per_token: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("score needs input=... and output=...")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("score", help="score responses with a model's log-probs",
+                       description="Sum of response-token log-probs for every response of a pool or pair file.")
+    add_config_arguments(p, ScoreConfig)
+    p.set_defaults(func=run)
+
+
+def _items_from_file(path):
+    """Flatten a pool or a pair file into (record id, item) rows."""
+    from ..data import read_records
+    from ..logprobs import ScoreItem
+    from ..types import PreferencePair, PromptItem
+
+    records = read_records(path)
+    if not records:
+        raise DataError(f"{path}: no records")
+    rows = []
+    if "responses" in records[0][1]:
+        for where, rec in records:
+            item = PromptItem.from_record(rec, where)
+            if not item.responses:
+                raise DataError(f"{where}: field 'responses': empty (nothing to score)")
+            for k, r in enumerate(item.responses):
+                rows.append(({"prompt_id": item.id, "response_index": k}, ScoreItem(item.prompt, r, item.system)))
+    else:
+        for where, rec in records:
+            pair = PreferencePair.from_record(rec, where)
+            for side, r in (("A", pair.response_a), ("B", pair.response_b)):
+                rows.append(({"pair_id": pair.id, "side": side}, ScoreItem(pair.prompt, r, pair.system)))
+    return rows
+
+
+def run(args) -> int:
+    cfg = build_config(ScoreConfig, args)
+    from ..data import write_records
+    from ..logprobs import LogProbScorer
+    from ..models import load_model
+
+    rows = _items_from_file(cfg.input)
+    items = [it for _, it in rows]
+    kw = dict(token_budget=cfg.token_budget, max_batch=cfg.max_batch, share_prompts=cfg.share_prompts,
+              overflow=cfg.overflow, progress=cfg.progress)
+    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    scorer = LogProbScorer(model, tok, desc=f"scoring ({cfg.model})", **kw)
+    results = scorer.score(items, per_token=cfg.per_token)
+    stats = scorer.stats
+    ref_results = None
+    if cfg.ref_model:
+        del model
+        ref, ref_tok = load_model(cfg.ref_model, dtype=cfg.dtype, device=cfg.device)
+        ref_results = LogProbScorer(ref, ref_tok, desc=f"scoring ({cfg.ref_model})", **kw).score(items)
+    out = []
+    for k, ((key, _), res) in enumerate(zip(rows, results)):
+        rec = dict(key, logprob=res.logprob, n_tokens=res.n_tokens, skipped=res.skipped)
+        if res.token_logprobs is not None:
+            rec["token_logprobs"] = res.token_logprobs
+        if ref_results is not None:
+            rec["ref_logprob"] = ref_results[k].logprob
+            rec["ratio"] = res.logprob - ref_results[k].logprob
+        out.append(rec)
+    write_records(cfg.output, out)
+    print(f"scored {len(items)} responses ({stats.tokens_scored} tokens, {stats.groups} shared prompts, "
+          f"{stats.overflow_skipped} skipped and {stats.overflow_truncated} truncated for context) -> {cfg.output}")
+    return 0

@@ -1,0 +1,142 @@
+"""Sample N responses per prompt.
+
+A backend is anything with ``generate(requests, settings) -> list[list[str]]``
+(:class:`GenerationBackend`); callers never see which engine runs. The
+transformers backend here batches prompts by length, samples all N responses
+of a prompt in one batch row group, stops each sequence at the model's
+end-of-turn token, and is deterministic for a seed: each batch draws from a
+generator seeded by (seed, index of its first prompt), so results do not
+depend on what ran before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
+from .errors import ConfigError, ContextOverflowError
+from .types import Prompt, PromptItem
+
+
+EMPTY_RESPONSE = "(empty response)"
+
+
+@dataclass
+class GenerationSettings:
+    n: int = 4
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    seed: int = 0
+    batch_size: int = 16          # sequences (prompts × n) per forward batch
+
+    def validate(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class GenerationRequest:
+    prompt: Prompt
+    system: str | None = None
+
+
+class GenerationBackend(Protocol):
+    def generate(self, requests: Sequence[GenerationRequest],
+                 settings: GenerationSettings) -> list[list[str]]: ...
+
+
+class TransformersBackend:
+    """Batched sampling with ``model.generate`` (left padding, KV cache)."""
+
+    def __init__(self, model, tokenizer, *, progress: bool = True):
+        self.model, self.tokenizer, self.progress = model, tokenizer, progress
+        self.stop_ids = end_of_turn_ids(tokenizer)
+
+    def _encode(self, requests: Sequence[GenerationRequest], max_new: int) -> list[list[int]]:
+        texts = [render_prompt(self.tokenizer, r.prompt, r.system) for r in requests]
+        ids = self.tokenizer(texts, add_special_tokens=template_adds_special_tokens(self.tokenizer))["input_ids"]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        for i, seq in enumerate(ids):
+            if limit and len(seq) + max_new > limit:
+                raise ContextOverflowError(f"prompt {i}: {len(seq)} tokens + max_new_tokens {max_new} "
+                                           f"exceed the model context of {limit}")
+        return ids
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[GenerationRequest],
+                 settings: GenerationSettings) -> list[list[str]]:
+        settings.validate()
+        if not requests:
+            raise ConfigError("no prompts to generate for")
+        ids = self._encode(requests, settings.max_new_tokens)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch
+        per_batch = max(1, settings.batch_size // settings.n)
+        out: list[list[str]] = [[] for _ in requests]
+        bar = tqdm(total=len(requests) * settings.n, desc="generating", unit="resp",
+                   disable=not self.progress, leave=False)
+        for b in range(0, len(order), per_batch):
+            chunk = order[b:b + per_batch]
+            texts = self._generate_batch([ids[i] for i in chunk], settings, seed_offset=b)
+            for k, i in enumerate(chunk):
+                out[i] = texts[k * settings.n:(k + 1) * settings.n]
+            bar.update(len(chunk) * settings.n)
+        bar.close()
+        return out
+
+    def _generate_batch(self, batch_ids: list[list[int]], s: GenerationSettings, seed_offset: int) -> list[str]:
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        width = max(len(x) for x in batch_ids)
+        input_ids = torch.full((len(batch_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for r, seq in enumerate(batch_ids):  # left padding: new tokens line up on the right
+            input_ids[r, width - len(seq):] = torch.tensor(seq)
+            mask[r, width - len(seq):] = 1
+        sample = s.temperature > 0
+        torch.manual_seed(s.seed * 1_000_003 + seed_offset)
+        gen = self.model.generate(
+            input_ids=input_ids.to(device), attention_mask=mask.to(device),
+            do_sample=sample, temperature=s.temperature if sample else None,
+            top_p=s.top_p if sample else None, top_k=0 if sample else None,
+            max_new_tokens=s.max_new_tokens, num_return_sequences=s.n,
+            eos_token_id=self.stop_ids, pad_token_id=pad,
+        )
+        new = gen[:, width:]
+        return [self._decode(row) for row in new]
+
+    def _decode(self, row: torch.Tensor) -> str:
+        tokens = row.tolist()
+        for k, t in enumerate(tokens):
+            if t in self.stop_ids:
+                tokens = tokens[:k]
+                break
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+
+def generate_pool(backend: GenerationBackend, items: Sequence[PromptItem],
+                  settings: GenerationSettings) -> list[PromptItem]:
+    """Fill each pool item's ``responses`` with ``settings.n`` new samples (existing ones are kept)."""
+    requests = [GenerationRequest(it.prompt, it.system) for it in items]
+    samples = backend.generate(requests, settings)
+    out = []
+    for it, resp in zip(items, samples):
+        # An empty sample would fail validation downstream; keep a visible, counted marker instead.
+        cleaned = [r if r.strip() else EMPTY_RESPONSE for r in resp]
+        meta = dict(it.meta)
+        if EMPTY_RESPONSE in cleaned:
+            meta["empty_responses"] = meta.get("empty_responses", 0) + cleaned.count(EMPTY_RESPONSE)
+        out.append(PromptItem(it.id, it.prompt, it.system, it.domain, list(it.responses) + cleaned, meta))
+    return out
