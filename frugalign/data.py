@@ -87,7 +87,36 @@ def _read_parquet(p: Path) -> list[tuple[str, dict]]:
         rows = pq.read_table(p).to_pylist()
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise DataError(f"{p}: cannot read parquet ({e})") from None
-    return [(f"{p}: row {i + 1}", _plain(r)) for i, r in enumerate(rows)]
+    return [(f"{p}: row {i + 1}", _from_parquet(_plain(r), f"{p}: row {i + 1}")) for i, r in enumerate(rows)]
+
+
+# Free-form objects have row-varying keys, which Parquet structs cannot hold; store them as JSON text.
+PARQUET_JSON_FIELDS = ("meta", "details")
+
+
+def _to_parquet(records: list[dict]) -> list[dict]:
+    mixed_prompts = len({type(r.get("prompt")) for r in records if "prompt" in r}) > 1
+    out = []
+    for r in records:
+        r = dict(r)
+        for name in PARQUET_JSON_FIELDS:
+            if name in r:
+                r[name] = json.dumps(r[name], ensure_ascii=False)
+        if mixed_prompts and isinstance(r.get("prompt"), str):
+            # One column type per file: plain prompts become a single user message.
+            r["prompt"] = [{"role": "user", "content": r["prompt"]}]
+        out.append(r)
+    return out
+
+
+def _from_parquet(rec: dict, where: str) -> dict:
+    for name in PARQUET_JSON_FIELDS:
+        if isinstance(rec.get(name), str):
+            try:
+                rec[name] = json.loads(rec[name])
+            except json.JSONDecodeError:
+                raise DataError(f"{where}: field '{name}': not valid JSON text") from None
+    return rec
 
 
 def _read_saved_dataset(p: Path) -> list[tuple[str, dict]]:
@@ -121,10 +150,10 @@ def _plain(rec: dict) -> dict:
 
 
 # ---------------------------------------------------------------- typed readers
-def _read_typed(path, cls: Callable[..., T], id_field: str | None) -> list[T]:
+def _read_typed(path, parse: Callable[..., T], id_field: str | None) -> list[T]:
     items, seen = [], {}
     for where, rec in read_records(path):
-        item = cls.from_record(rec, where)
+        item = parse(rec, where)
         if id_field is not None:
             key = getattr(item, id_field)
             if key is not None:
@@ -184,7 +213,9 @@ def write_records(path: str | os.PathLike, items: Sequence[Any]) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(records), tmp)
+            rows = _to_parquet(records)
+            keys = list(dict.fromkeys(k for r in rows for k in r))  # union: from_pylist reads row 0 only
+            pq.write_table(pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in keys}), tmp)
     return p
 
 

@@ -1,0 +1,57 @@
+"""Base questions and the fixed train/test split."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from frugalign.bench import all_questions, get_task, mtbench_available, split_of
+from frugalign.bench.questions import GENERIC_QUESTIONS, generic_questions
+
+
+def test_question_ids_unique_and_sources():
+    qs = all_questions()
+    assert len({q.id for q in qs}) == len(qs)
+    assert len(generic_questions()) == len(GENERIC_QUESTIONS) >= 30
+    if mtbench_available():
+        mt = [q for q in qs if q.source == "mtbench"]
+        assert len(mt) == 80 and all(q.text for q in mt)
+        assert mt[0].id == "mtbench:81"
+
+
+def test_split_is_pure_function_of_id():
+    assert split_of("mtbench:81") == split_of("mtbench:81")
+    splits = [split_of(q.id) for q in all_questions()]
+    assert set(splits) == {"train", "test"}
+    assert 0.1 < splits.count("test") / len(splits) < 0.4
+
+
+@pytest.mark.parametrize("name", ["ifeval", "sentiment"])
+def test_splits_disjoint_for_any_seed(name):
+    task = get_task(name)
+    train_q = {q.id for q in task.questions("train")}
+    test_q = {q.id for q in task.questions("test")}
+    assert train_q and test_q and not train_q & test_q
+    assert train_q | test_q == {q.id for q in task.questions("all")}
+    for seed in (0, 1):
+        tr = task.prompts(n=3 * len(train_q), split="train", seed=seed)
+        te = task.prompts(n=3 * len(test_q), split="test", seed=seed)
+        assert {p.question_id for p in tr} == train_q and {p.question_id for p in te} == test_q
+        assert all(p.split == "train" for p in tr) and all(p.split == "test" for p in te)
+
+
+def test_same_split_in_another_process():
+    """Split and draws must not depend on PYTHONHASHSEED or process state."""
+    code = (
+        "import json; from frugalign.bench import get_task; t=get_task('ifeval');"
+        "print(json.dumps([p.to_dict() for p in t.prompts(n=12, split='test', seed=5)]))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    here = [p.to_dict() for p in get_task("ifeval").prompts(n=12, split="test", seed=5)]
+    assert json.loads(out.stdout) == here

@@ -1,0 +1,104 @@
+"""The command line: help, settings from YAML and key=value, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from frugalign.cli import main
+from frugalign.config import build_config
+from frugalign.errors import ConfigError
+
+
+@dataclass
+class Toy:
+    model: str = "m"
+    n: int = 4
+    temperature: float = 0.7
+    share: bool = True
+    ref: str | None = None
+
+
+def test_help_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("demo", "generate", "score", "models"):
+        assert cmd in out
+
+
+def test_config_layering(tmp_path):
+    import argparse
+
+    from frugalign.config import add_config_arguments
+
+    (tmp_path / "c.yaml").write_text("n: 8\ntemperature: 0.5\nref: other\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Toy)
+    args = parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--temperature", "0.9",
+                              "share=false", "ref=none"])
+    cfg = build_config(Toy, args)
+    assert (cfg.n, cfg.temperature, cfg.share, cfg.ref) == (8, 0.9, False, None)
+    for bad, msg in (({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
+                     ({"share": "maybe"}, "expected bool")):
+        with pytest.raises(ConfigError, match=msg):
+            build_config(Toy, **bad)
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, tiny_model, tiny_tokenizer):
+    tiny_model.save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
+    return str(tmp_path / "tiny")
+
+
+def test_generate_then_score_on_files(tmp_path, tiny_dir, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "Say hi."}) + "\n" +
+                       json.dumps({"id": "b", "prompt": "Write a poem.", "system": "Be brief."}) + "\n")
+    pool = tmp_path / "pool.jsonl"
+    assert main(["generate", f"input={prompts}", f"output={pool}", f"model={tiny_dir}", "n=3",
+                 "max_new_tokens=6", "progress=false"]) == 0
+    rows = [json.loads(x) for x in pool.read_text().splitlines()]
+    assert [len(r["responses"]) for r in rows] == [3, 3] and rows[1]["system"] == "Be brief."
+    again = tmp_path / "pool2.jsonl"
+    main(["generate", "--input", str(prompts), "--output", str(again), "--model", tiny_dir, "--n", "3",
+          "--max-new-tokens", "6", "--progress", "false"])
+    assert again.read_text() == pool.read_text()  # deterministic for a seed
+    scores = tmp_path / "scores.jsonl"
+    assert main(["score", f"input={pool}", f"output={scores}", f"model={tiny_dir}",
+                 f"ref_model={tiny_dir}", "progress=false"]) == 0
+    recs = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert len(recs) == 6 and all(abs(r["ratio"]) < 1e-4 and r["n_tokens"] > 0 for r in recs)
+
+
+@pytest.mark.parametrize("content,msg", [
+    ('{"id": "a", "prompt": "hi"}\n{"id": "a", "prompt": "again"}\n', "prompts.jsonl:2: field 'id': duplicate"),
+    ('{"id": "a", "prompt": "hi"}\nnot json\n', "prompts.jsonl:2: malformed JSON"),
+    ('{"id": "a"}\n', "prompts.jsonl:1: field 'prompt': missing"),
+])
+def test_bad_input_exit_2_one_line_no_output(tmp_path, tiny_dir, capsys, content, msg):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(content)
+    out = tmp_path / "pool.jsonl"
+    assert main(["generate", f"input={prompts}", f"output={out}", f"model={tiny_dir}", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_model_and_unknown_setting(tmp_path, capsys):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi"}\n')
+    assert main(["generate", f"input={prompts}", "output=o.jsonl", "model=./missing-model"]) == 2
+    assert "model path does not exist: ./missing-model" in capsys.readouterr().err
+    assert main(["generate", f"input={prompts}", "output=o.jsonl", "colour=blue"]) == 2
+    assert "unknown setting 'colour'" in capsys.readouterr().err
+
+
+def test_score_rejects_empty_responses(tmp_path, tiny_dir, capsys):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps({"id": "a", "prompt": "hi", "responses": ["fine", ""]}) + "\n")
+    assert main(["score", f"input={pool}", f"output={tmp_path / 's.jsonl'}", f"model={tiny_dir}"]) == 2
+    assert "pool.jsonl:1: field 'responses[1]': is empty" in capsys.readouterr().err
