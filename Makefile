@@ -1,0 +1,21 @@
+# make demo  — set up (first time) and run the main job on the embedded default, offline on CPU
+# make test  — set up (first time) and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast bench-scorer
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/frugalign demo
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not integration"
+
+bench-scorer: setup
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/scorer.py
