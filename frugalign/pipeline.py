@@ -1,0 +1,145 @@
+"""A run directory whose stages are skipped when already done and resumed when killed.
+
+Each stage is a plain function ``fn(ctx) -> summary dict`` that writes its
+files into ``ctx.out`` (a temporary directory). On success the directory is
+renamed to ``<run>/<stage>/`` and the manifest records the stage's *key* — a
+hash of its settings and of its inputs' keys. Re-running a stage whose key is
+unchanged and whose directory exists does nothing; a stage whose settings or
+inputs changed is redone, and so is everything downstream (their input keys
+changed). A run killed mid-stage leaves only a ``.<stage>.tmp*`` directory,
+which the next run removes.
+
+The manifest (``manifest.json``, written atomically) holds the configuration,
+package versions, seeds, per-stage timings and summaries, and the human
+labels spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .data import write_json
+from .errors import ConfigError
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("frugalign", "torch", "transformers", "accelerate", "peft", "datasets", "trl"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def stage_key(name: str, settings: dict, input_keys: dict[str, str]) -> str:
+    blob = json.dumps({"stage": name, "settings": settings, "inputs": input_keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class StageContext:
+    run: "RunDir"
+    name: str
+    out: Path                      # write outputs here (a temp dir, renamed on success)
+    settings: dict
+    inputs: dict[str, Path]        # name of an upstream stage -> its finished directory
+
+    def input(self, stage: str, filename: str) -> Path:
+        if stage not in self.inputs:
+            raise ConfigError(f"stage {self.name!r} did not declare input stage {stage!r}")
+        return self.inputs[stage] / filename
+
+
+@dataclass
+class Stage:
+    name: str
+    fn: Callable[[StageContext], dict]
+    settings: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+
+
+class RunDir:
+    def __init__(self, path: str | Path, config: dict | None = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.path / "manifest.json"
+        self.manifest = self._load()
+        if config is not None:
+            self.manifest["config"] = config
+        self.manifest["versions"] = _versions()
+        self._clean_partial()
+
+    def _load(self) -> dict:
+        if self.manifest_path.exists():
+            try:
+                return json.loads(self.manifest_path.read_text())
+            except json.JSONDecodeError:
+                raise ConfigError(f"{self.manifest_path}: corrupt manifest; delete the run directory") from None
+        return {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}}
+
+    def _clean_partial(self) -> None:
+        for tmp in self.path.glob(".*.tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def save(self) -> None:
+        write_json(self.manifest_path, self.manifest)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.path / name
+
+    def is_done(self, name: str, key: str) -> bool:
+        rec = self.manifest["stages"].get(name, {})
+        return rec.get("status") == "done" and rec.get("key") == key and self.stage_dir(name).is_dir()
+
+    def run(self, stage: Stage, *, log: Callable[[str], None] = print) -> dict:
+        """Run ``stage`` unless an identical finished copy exists; return its summary."""
+        stages = self.manifest["stages"]
+        missing = [s for s in stage.inputs if stages.get(s, {}).get("status") != "done"]
+        if missing:
+            raise ConfigError(f"stage {stage.name!r} needs finished stages {missing}")
+        input_keys = {s: stages[s]["key"] for s in stage.inputs}
+        key = stage_key(stage.name, stage.settings, input_keys)
+        if self.is_done(stage.name, key):
+            log(f"[{stage.name}] up to date, skipped")
+            return stages[stage.name].get("summary", {})
+        tmp = Path(tempfile.mkdtemp(prefix=f".{stage.name}.tmp", dir=self.path))
+        ctx = StageContext(self, stage.name, tmp, stage.settings,
+                           {s: self.stage_dir(s) for s in stage.inputs})
+        stages[stage.name] = {"status": "running", "key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.save()
+        t0 = time.time()
+        try:
+            summary = stage.fn(ctx) or {}
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            stages[stage.name]["status"] = "failed"
+            self.save()
+            raise
+        final = self.stage_dir(stage.name)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        stages[stage.name].update(status="done", seconds=round(time.time() - t0, 2), summary=summary,
+                                  settings=stage.settings, inputs=list(stage.inputs))
+        self.save()
+        log(f"[{stage.name}] done in {time.time() - t0:.1f}s")
+        return summary
+
+    def add_human_labels(self, n: int) -> None:
+        self.manifest["human_labels_spent"] = self.manifest.get("human_labels_spent", 0) + n
+        self.save()
+
+    def summary(self, name: str) -> dict[str, Any]:
+        return self.manifest["stages"].get(name, {}).get("summary", {})
