@@ -116,9 +116,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
                             metavar="V", help=f"{doc} (default: {default})".strip())
 
 
-def build_config(cls: type[C], args: argparse.Namespace | None = None, **values) -> C:
-    """Defaults < YAML file < flags < ``key=value`` overrides < explicit ``values``."""
-    merged: dict[str, Any] = {}
+def build_config(cls: type[C], args: argparse.Namespace | None = None, *, preset: dict | None = None,
+                 **values) -> C:
+    """Defaults < ``preset`` < YAML file < flags < ``key=value`` overrides < explicit ``values``."""
+    merged: dict[str, Any] = dict(preset or {})
     if args is not None:
         if getattr(args, "config", None):
             merged.update(load_yaml(args.config))
@@ -126,8 +127,11 @@ def build_config(cls: type[C], args: argparse.Namespace | None = None, **values)
             if key.startswith("cfg__") and value is not None:
                 merged[key[5:]] = value
         for item in getattr(args, "overrides", None) or []:
+            if "=" not in item and item.endswith((".yaml", ".yml")):
+                merged.update(load_yaml(item))  # `frugalign run CONFIG.yaml key=value ...`
+                continue
             if "=" not in item:
-                raise ConfigError(f"expected key=value, got {item!r}")
+                raise ConfigError(f"expected key=value or a .yaml file, got {item!r}")
             key, value = item.split("=", 1)
             merged[key.strip().replace("-", "_")] = value
     merged.update(values)

@@ -46,11 +46,12 @@ def build_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, **o
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                      tie_word_embeddings=False, **overrides)
+    settings = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                    num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                    tie_word_embeddings=False)
+    cfg = LlamaConfig(**{**settings, **overrides})
     model = LlamaForCausalLM(cfg).eval()
     # Random init gives near-uniform logits; a larger output scale makes
     # log-probs differ between texts so tests can tell them apart.
