@@ -47,7 +47,7 @@ def make_workload(tok, n_prompts: int, n_resp: int, seed: int = 0) -> list[Score
 def naive_one_at_a_time(model, encoded) -> float:
     total = 0.0
     for e in encoded:
-        ids = torch.tensor([e.ids])
+        ids = torch.tensor([e.ids], device=model.device)
         logits = model(ids).logits[0].float()
         lp = torch.log_softmax(logits[e.start - 1:e.end - 1], -1)
         total += lp.gather(-1, ids[0, e.start:e.end, None]).sum().item()
@@ -64,36 +64,64 @@ def plain_padded(model, encoded, pad_id: int, batch_size: int = 16) -> float:
         for r, e in enumerate(chunk):
             ids[r, :len(e.ids)] = torch.tensor(e.ids)
             mask[r, :len(e.ids)] = 1
+        ids, mask = ids.to(model.device), mask.to(model.device)
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
         for r, e in enumerate(chunk):
             total += logp[r, e.start - 1:e.end - 1].gather(-1, ids[r, e.start:e.end, None]).sum().item()
     return total
 
 
-def matmul_ceiling(dtype: torch.dtype, seconds: float = 3.0) -> float:
-    a = torch.randn(2048, 576, dtype=dtype)
-    b = torch.randn(576, 1536, dtype=dtype)
+def matmul_ceiling(dtype: torch.dtype, device: str = "cpu", seconds: float = 3.0) -> float:
+    """GFLOP/s of a transformer-shaped matmul (tokens × hidden @ hidden × 4·hidden/…)."""
+    m = 2048 if device == "cpu" else 16384
+    a = torch.randn(m, 576, dtype=dtype, device=device)
+    b = torch.randn(576, 1536, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    synchronize(device)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         n += 1
-    return 2 * 2048 * 576 * 1536 * n / (time.perf_counter() - t0) / 1e9
+    synchronize(device)
+    return 2 * m * 576 * 1536 * n / (time.perf_counter() - t0) / 1e9
+
+
+DEVICE = "cpu"
 
 
 def timed(fn):
+    synchronize(DEVICE)
     t0 = time.perf_counter()
     value = fn()
+    synchronize(DEVICE)
     return value, time.perf_counter() - t0
+
+
+def load(args, dtype_name: str):
+    """The model to benchmark; ``--random-init`` builds it from a config dir (timing only, no weights needed)."""
+    if not args.random_init:
+        return load_model(args.model, dtype=dtype_name, device=args.device)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name)).to(args.device).eval()
+    return model, AutoTokenizer.from_pretrained(args.model)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 @torch.inference_mode()
 def run(dtype_name: str, args) -> None:
-    model, tok = load_model(args.model, dtype=dtype_name)
+    model, tok = load(args, dtype_name)
     items = make_workload(tok, args.prompts, args.responses)
     scorer = LogProbScorer(model, tok, progress=False, token_budget=args.token_budget)
-    encoded = scorer.encode(items)
+    # Every method needs the same tokenisation; the scorer's time includes it, so the others' does too.
+    encoded, t_encode = timed(lambda: scorer.encode(items))
     n_resp_tokens = sum(e.end - e.start for e in encoded)
     distinct_prompt_tokens = sum(encoded[i].start for i in range(0, len(encoded), args.responses))
     params = sum(p.numel() for p in model.parameters())
@@ -103,8 +131,9 @@ def run(dtype_name: str, args) -> None:
     padded, t_pad = timed(lambda: plain_padded(model, encoded, tok.pad_token_id))
     naive_items = encoded if not args.naive_subset else encoded[:args.naive_subset]
     naive, t_naive = timed(lambda: naive_one_at_a_time(model, naive_items))
-    t_naive_full = t_naive * len(encoded) / len(naive_items)  # extrapolated when a subset was timed
-    ceiling = matmul_ceiling(model.dtype)
+    t_naive_full = t_naive * len(encoded) / len(naive_items) + t_encode  # extrapolated when a subset was timed
+    t_pad += t_encode
+    ceiling = matmul_ceiling(model.dtype, args.device)
     useful = 2 * params * (distinct_prompt_tokens + n_resp_tokens) / t_ours / 1e9
     print(f"{'method':28s} {'seconds':>8s} {'resp tok/s':>11s}")
     for name, t in (("one at a time (plain)", t_naive_full), ("padded batches (plain)", t_pad),
@@ -113,6 +142,7 @@ def run(dtype_name: str, args) -> None:
     print(f"speed-up vs one-at-a-time: {t_naive_full / t_ours:.2f}x   vs padded batching: {t_pad / t_ours:.2f}x")
     print(f"matmul ceiling {ceiling:.0f} GFLOP/s; scorer useful work {useful:.0f} GFLOP/s "
           f"= {100 * useful / ceiling:.0f}% of ceiling")
+    print(f"(tokenisation, included in every row: {t_encode:.2f}s)")
     print(f"agreement: |scorer - padded| = {abs(ours - padded):.4f} over the summed log-prob {padded:.1f}")
 
 
@@ -123,9 +153,14 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=4)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--token-budget", type=int, default=4096)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--random-init", action="store_true",
+                        help="--model is a config+tokenizer dir; weights are random (timing only)")
     parser.add_argument("--naive-subset", type=int, default=0,
                         help="time the one-at-a-time loop on this many items and extrapolate (0 = all)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name in args.dtypes.split(","):

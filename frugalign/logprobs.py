@@ -99,7 +99,7 @@ class LogProbScorer:
     """
 
     def __init__(self, model, tokenizer, *, token_budget: int = 4096, max_batch: int = 64,
-                 share_prompts: bool = True, vocab_chunk_rows: int = 512,
+                 share_prompts: bool = True, vocab_chunk_rows: int | None = None,
                  score_end_of_turn: bool = True, max_length: int | None = None,
                  overflow: str = "error", progress: bool = True, desc: str = "scoring"):
         if overflow not in OVERFLOW_POLICIES:
@@ -108,7 +108,10 @@ class LogProbScorer:
             raise ConfigError("the scorer needs a fast (Rust) tokenizer for character offsets")
         self.model, self.tokenizer = model, tokenizer
         self.token_budget, self.max_batch = token_budget, max_batch
-        self.share_prompts, self.vocab_chunk_rows = share_prompts, vocab_chunk_rows
+        # Rows per LM-head chunk: bounds the float32 logits buffer to ~128 MB whatever the vocabulary.
+        vocab = getattr(model.config, "vocab_size", 32000) or 32000
+        self.vocab_chunk_rows = vocab_chunk_rows or max(64, (128 << 20) // (4 * vocab))
+        self.share_prompts = share_prompts
         self.score_end_of_turn, self.overflow = score_end_of_turn, overflow
         self.max_length = max_length or _context_length(model)
         self.progress, self.desc = progress, desc
