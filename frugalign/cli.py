@@ -39,9 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Let ``key=value`` overrides sit between --flags (argparse's intermixed mode, per command)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if argv and argv[0] in commands:
+        try:
+            args = commands[argv[0]].parse_intermixed_args(argv[1:])
+            args.command = argv[0]
+            return args
+        except TypeError:  # commands with their own sub-commands: plain parsing
+            pass
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

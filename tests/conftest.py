@@ -60,6 +60,15 @@ def build_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, **o
     return model
 
 
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny models run fastest on one thread (OpenMP start-up dominates); real models use all cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(before if request.node.get_closest_marker("integration") else 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tokenizer()
