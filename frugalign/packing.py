@@ -1,0 +1,215 @@
+"""Preference pairs as packed rows, and the forward that turns them into log-probs.
+
+Training needs, for each pair, Σ log π(y⁺|x) and Σ log π(y⁻|x) with gradients.
+Instead of two padded sequences per pair (TRL), each pair is **one row**
+``prompt | chosen | rejected``:
+
+* the prompt is encoded once; rejected tokens attend to the prompt but not to
+  the chosen tokens (a 4-D boolean mask) and their position ids restart right
+  after the prompt, so each response sees exactly what it would see alone;
+* the LM head runs only on the hidden states that predict response tokens, in
+  chunks with a float32 log-sum-exp (rebuilt in backward when checkpointing),
+  so logits never exist for the whole batch.
+
+Tokenisation and response boundaries come from :meth:`LogProbScorer.encode`, so
+training log-probs equal the scorer's (the precomputed reference) exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from .data import read_records
+from .errors import DataError
+from .logprobs import LogProbScorer, ScoreItem, _common_prefix, _decoder, _logits
+from .types import TrainingRow
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for precomputed reference log-probs
+
+
+@dataclass
+class Example:
+    """One pair as a packed row ``prompt | chosen | rejected`` plus its targets."""
+
+    ids: list[int]
+    positions: list[int]
+    prefix: int               # shared prompt tokens
+    split: int                # first token of the rejected suffix
+    chosen: tuple[list[int], list[int]]     # (indices of predicting hidden states, target ids)
+    rejected: tuple[list[int], list[int]]
+    weight: float
+    smoothing: float
+    ref: tuple[float, float] | None = None  # reference log-probs (chosen, rejected)
+
+
+def pack_pair(ec, er) -> tuple[list[int], list[int], int, int, tuple, tuple]:
+    """Pack two :class:`~frugalign.logprobs.Encoded` items sharing a prompt into one row."""
+    p = min(_common_prefix([ec.ids, er.ids]), ec.start, er.start)
+    split = len(ec.ids)
+    ids = ec.ids + er.ids[p:]
+    positions = list(range(split)) + list(range(p, len(er.ids)))
+
+    def packed(u: int) -> int:  # rejected-sequence index -> packed index
+        return u if u < p else split + u - p
+
+    chosen = (list(range(ec.start - 1, ec.end - 1)), ec.ids[ec.start:ec.end])
+    rejected = ([packed(t - 1) for t in range(er.start, er.end)], er.ids[er.start:er.end])
+    return ids, positions, p, split, chosen, rejected
+
+
+def read_table(path: str, weights: str = "column") -> tuple[list[TrainingRow], list[tuple[float, float] | None]]:
+    """Validated training rows plus any stored reference log-probs (both columns, finite)."""
+    rows, refs = [], []
+    for where, rec in read_records(path):
+        row = TrainingRow.from_record(rec, where)
+        if weights == "confidence" and row.confidence is None:
+            raise DataError(f"{where}: field 'confidence': missing (weights=confidence)")
+        ref = None
+        if all(rec.get(c) is not None for c in REF_COLUMNS):
+            values = [rec[c] for c in REF_COLUMNS]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise DataError(f"{where}: fields {REF_COLUMNS}: must be finite numbers, got {values}")
+            ref = (float(values[0]), float(values[1]))
+        rows.append(row)
+        refs.append(ref)
+    if not rows:
+        raise DataError(f"{path}: no records")
+    return rows, refs
+
+
+def build_examples(rows, tokenizer, policy, *, weights: str = "column", smoothing: float | None = None,
+                   max_length: int = 1024, overflow: str = "error") -> tuple[list[Example], list[int], dict]:
+    """Tokenise with the scorer's boundary logic; return examples, kept row indices, drop counts."""
+    scorer = LogProbScorer(policy, tokenizer, max_length=max_length, overflow=overflow, progress=False)
+    items = [ScoreItem(r.prompt, side, r.system) for r in rows for side in (r.chosen, r.rejected)]
+    enc = scorer.encode(items)
+    examples, kept, dropped = [], [], {"identical": 0, "overflow": 0}
+    for i, row in enumerate(rows):
+        ec, er = enc[2 * i], enc[2 * i + 1]
+        if ec.skipped or er.skipped:
+            dropped["overflow"] += 1
+            continue
+        if row.chosen == row.rejected:  # no preference signal, and z = 0 forever
+            dropped["identical"] += 1
+            continue
+        weight = {"column": row.weight, "confidence": row.confidence, "none": 1.0}[weights]
+        eps = row.label_smoothing if smoothing is None else smoothing
+        examples.append(Example(*pack_pair(ec, er), weight=float(weight), smoothing=float(eps)))
+        kept.append(i)
+    if not examples:
+        raise DataError(f"no trainable pairs left after filtering ({len(rows)} rows; dropped {dropped})")
+    return examples, kept, dropped
+
+
+def precompute_reference(examples, rows, tokenizer, ref_model, *, max_length: int, overflow: str,
+                         progress: bool = True, autocast=None) -> None:
+    """Fill ``ex.ref`` with the reference's log-probs, via the scorer (prefix-shared, no grad)."""
+    scorer = LogProbScorer(ref_model, tokenizer, max_length=max_length, overflow=overflow,
+                           progress=progress, desc="reference log-probs")
+    items = [ScoreItem(r.prompt, side, r.system) for r in rows for side in (r.chosen, r.rejected)]
+    with autocast() if autocast else torch.autocast("cpu", enabled=False):
+        res = scorer.score(items)
+    for i, ex in enumerate(examples):
+        ex.ref = (res[2 * i].logprob, res[2 * i + 1].logprob)
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded packed rows, their 4-D attention mask and flat target indices."""
+    n, width = len(examples), max(len(e.ids) for e in examples)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((n, width), dtype=torch.long)
+    q, k = torch.arange(width)[:, None], torch.arange(width)[None, :]
+    mask = torch.zeros((n, 1, width, width), dtype=torch.bool)
+    pred, tgt, seg = [], [], []
+    for b, e in enumerate(examples):
+        ids[b, :len(e.ids)] = torch.tensor(e.ids)
+        pos[b, :len(e.ids)] = torch.tensor(e.positions)
+        # causal, keys inside the row, and rejected queries never see chosen keys
+        allowed = (k <= q) & (k < len(e.ids)) & ~((q >= e.split) & (k >= e.prefix) & (k < e.split))
+        mask[b, 0] = allowed | torch.eye(width, dtype=torch.bool)  # pad queries see themselves: no NaN rows
+        for side, (p_idx, t_ids) in enumerate((e.chosen, e.rejected)):
+            pred += [b * width + j for j in p_idx]
+            tgt += t_ids
+            seg += [2 * b + side] * len(t_ids)
+    lengths = torch.tensor([[len(e.chosen[1]), len(e.rejected[1])] for e in examples], dtype=torch.float32)
+    return {"input_ids": ids, "position_ids": pos, "attention_mask": mask, "pred": torch.tensor(pred),
+            "targets": torch.tensor(tgt), "seg": torch.tensor(seg), "lengths": lengths}
+
+
+def token_logps(model, h: torch.Tensor, targets: torch.Tensor, chunk: int, recompute: bool) -> torch.Tensor:
+    """log p(target) for each hidden row; float32 log-sum-exp in chunks of the LM head.
+
+    With ``recompute`` each chunk's logits are rebuilt in backward instead of kept,
+    so memory is O(chunk × vocab) (gradient checkpointing for the LM head).
+    """
+    def chunk_logps(h_c, t_c):
+        logits = _logits(model, h_c)
+        return logits.gather(-1, t_c[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+
+    out = []
+    for s in range(0, h.shape[0], chunk):
+        args = (h[s:s + chunk], targets[s:s + chunk])
+        use_ckpt = recompute and torch.is_grad_enabled()
+        out.append(checkpoint(chunk_logps, *args, use_reentrant=False) if use_ckpt else chunk_logps(*args))
+    return torch.cat(out)
+
+
+class PairLogProbs(torch.nn.Module):
+    """``model`` → summed response log-probs ``[B, 2]`` (chosen, rejected) of packed pairs.
+
+    A module (not a function) so DistributedDataParallel can wrap the whole forward.
+    """
+
+    def __init__(self, model, chunk: int = 256, recompute: bool = True):
+        super().__init__()
+        self.model, self.chunk, self.recompute = model, chunk, recompute
+
+    def hidden(self, batch) -> torch.Tensor:
+        """Final hidden states at the positions that predict response tokens ``[N, d]``."""
+        out = _decoder(self.model)(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                                   attention_mask=batch["attention_mask"], use_cache=False)
+        h = out.last_hidden_state
+        return h.reshape(-1, h.shape[-1])[batch["pred"]]
+
+    def sums(self, token_lp: torch.Tensor, batch) -> torch.Tensor:
+        n = batch["input_ids"].shape[0]
+        return torch.zeros(2 * n, dtype=torch.float32, device=token_lp.device).index_add(0, batch["seg"], token_lp).view(n, 2)
+
+    def forward(self, batch):
+        h = self.hidden(batch)
+        lp = token_logps(self.model, h, batch["targets"], self.chunk, self.recompute)
+        return self.sums(lp, batch), h.detach()
+
+
+@contextmanager
+def as_reference(policy, ref_model):
+    """The reference model: a separate frozen model, or the policy with its LoRA adapter disabled."""
+    if ref_model is not None:
+        yield ref_model
+    else:
+        with policy.disable_adapter():
+            yield policy
+
+
+@torch.no_grad()
+def mixed_logps(scorer: PairLogProbs, ref_model, h_policy: torch.Tensor, batch, lam: float) -> torch.Tensor:
+    """SPA's decoupled noise detection: summed log-probs under logits (1 + λ)·h_θ − λ·h_ref.
+
+    ``h_policy`` are the policy's hidden states from the training forward (reused);
+    the reference is ``ref_model``, or the policy with its adapter disabled if None.
+    """
+    with as_reference(scorer.model, ref_model) as ref:
+        h_ref = PairLogProbs(ref).hidden(batch)
+    out = []
+    for s in range(0, h_policy.shape[0], scorer.chunk):
+        sl = slice(s, s + scorer.chunk)
+        with as_reference(scorer.model, ref_model) as ref:  # per chunk: the adapter is back on for the policy
+            ref_logits = _logits(ref, h_ref[sl])
+        logits = (1 + lam) * _logits(scorer.model, h_policy[sl]) - lam * ref_logits
+        out.append(logits.gather(-1, batch["targets"][sl, None]).squeeze(-1) - torch.logsumexp(logits, -1))
+    return scorer.sums(torch.cat(out), batch)

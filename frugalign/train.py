@@ -1,0 +1,432 @@
+"""One readable training loop for the DPO family: DPO / IPO / robust DPO with per-pair
+weights (CW-PO), per-pair label smoothing (cDPO) and SPA self-refinement.
+
+Why accelerate directly and not a thin ``transformers.Trainer`` subclass: what this
+loop must control is exactly what Trainer hides. The reduction (mean vs. Σw) has to
+span the *global* batch across gradient-accumulation micro-steps and processes; SPA's
+smoothing must be computed from margins gathered over processes before the loss; a
+resume must restore the data order, the scheduler and the SelfRefinement window; and
+the forward is custom (prompt shared by chosen and rejected, LM head only on response
+tokens). A Trainer subclass would override ``compute_loss``, the sampler, the
+collator and the checkpoint hooks, and still divide losses by its own notion of
+batch size. Here the step is ~80 lines and every line of it is visible.
+
+How a step works (nanoGPT-style):
+
+* Reference log-probs are **precomputed once** with :class:`LogProbScorer` (same
+  tokenisation as training) and stored with the data (``train_data.jsonl``), so no
+  reference model sits in memory. With LoRA, ``reference="adapter"`` computes them
+  on the fly from the adapter-disabled base instead.
+* Each pair is **one packed row** ``prompt | chosen | rejected`` (the prompt is
+  encoded once; LM head only on response tokens): see :mod:`frugalign.packing`.
+* Global batch = ``batch_size`` pairs, split into micro-steps of
+  ``micro_batch_size`` pairs per process; the gradient equals that of one big
+  batch whatever the number of processes or micro-steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .commands.train import NON_MATH, TrainConfig  # the settings live with the CLI command
+from .data import write_json, write_records
+from .errors import ConfigError
+from .losses import SelfRefinement, get_loss
+from .models import load_model
+from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, collate, mixed_logps,
+                      precompute_reference, read_table)
+
+# --------------------------------------------------------------------------- model
+
+
+def prepare_model(cfg: TrainConfig, model):
+    """Training mode, SDPA (the packed 4-D mask), gradient checkpointing and optional LoRA."""
+    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+        model.set_attn_implementation("sdpa")
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}  # non-reentrant: works with DDP, LoRA and no_grad passes
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+            model.activation_checkpointing_enable(kwargs, every_n_layers=cfg.checkpoint_every)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if cfg.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        target = cfg.lora_target if cfg.lora_target == "all-linear" else [t.strip() for t in cfg.lora_target.split(",")]
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                 target_modules=target, task_type="CAUSAL_LM"))
+    model.train()
+    return model
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast with float32 weights (``precision=bf16``), or a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(run, step: int) -> None:
+    """Write ``checkpoints/step-N`` atomically: a temp dir, renamed when complete."""
+    from safetensors.torch import save_file
+
+    acc, root = run.accelerator, Path(run.cfg.output_dir) / "checkpoints"
+    final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    torch.save(rng, tmp / f"rng-{acc.process_index}.pt")
+    if acc.is_main_process:
+        save_file(_trainable(run.policy), str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict()}, tmp / "optim.pt")
+        write_json(tmp / "state.json", {"step": step, "refine": run.refine.state_dict() if run.refine else None})
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"))[:-max(1, run.cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+
+
+def load_checkpoint(run, path: Path) -> int:
+    """Restore parameters, optimiser, scheduler, SPA window and RNG; return the step."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path / "trainable.safetensors"))
+    missing = set(_trainable(run.policy)) - set(state)
+    if missing:
+        raise ConfigError(f"{path}: checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]})")
+    run.policy.load_state_dict(state, strict=False)
+    optim = torch.load(path / "optim.pt", weights_only=False)
+    run.optimizer.load_state_dict(optim["optimizer"])
+    run.scheduler.load_state_dict(optim["scheduler"])
+    meta = json.loads((path / "state.json").read_text())
+    if run.refine is not None and meta.get("refine"):
+        run.refine.load_state_dict(meta["refine"])
+    rng_file = path / f"rng-{run.accelerator.process_index}.pt"
+    if rng_file.exists():
+        rng = torch.load(rng_file, weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+    return int(meta["step"])
+
+
+def check_run_dir(cfg: TrainConfig) -> bool:
+    """True if ``output_dir`` holds this same run; a different config is a one-line error."""
+    path = Path(cfg.output_dir) / "config.json"
+    if not path.exists():
+        return False
+    old = json.loads(path.read_text()).get("config", {})
+    new = asdict(cfg)
+    diff = sorted(k for k in set(old) | set(new) if k not in NON_MATH and old.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:3])
+        raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({shown}); use another output_dir")
+    if not cfg.resume:
+        raise ConfigError(f"{cfg.output_dir} already holds this run; pass resume=true or use another output_dir")
+    return True
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Run:
+    """Everything a step needs; built by :func:`setup`."""
+
+    cfg: TrainConfig
+    accelerator: object
+    policy: torch.nn.Module          # the (possibly PEFT-wrapped) causal LM
+    scorer: PairLogProbs             # unwrapped pair scorer around ``policy``
+    ddp: torch.nn.Module             # ``scorer`` as prepared by accelerate (DDP when multi-process)
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    refine: SelfRefinement | None
+    noise_ref: torch.nn.Module | None  # reference for decoupled noise detection (None: adapter-disabled policy)
+    examples: list[Example]
+    tokenizer: object
+    total_steps: int
+    steps_per_epoch: int
+    start_step: int = 0
+    info: dict = field(default_factory=dict)
+
+
+def batch_indices(run: Run, step: int) -> list[int]:
+    """Pairs of global step ``step``: a fresh seeded shuffle per epoch, so resume needs only the step."""
+    n, size = len(run.examples), run.cfg.batch_size
+    epoch, j = divmod(step, run.steps_per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(run.cfg.seed * 100_003 + epoch))
+    return perm[j * size:(j + 1) * size].tolist()
+
+
+def _gather_valid(acc, x: torch.Tensor, n_valid: int, size: int) -> torch.Tensor:
+    """Gather per-pair rows from all processes (padded to ``size``), keeping real pairs in rank order."""
+    pad = torch.zeros((size - x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
+    valid = (torch.arange(size, device=x.device) < n_valid).long()  # gloo cannot gather bool
+    return acc.gather(torch.cat([x, pad]))[acc.gather(valid).bool()]
+
+
+def reference_logps(run: Run, local: list[Example], batch) -> torch.Tensor:
+    if local[0].ref is not None:
+        return torch.tensor([e.ref for e in local], dtype=torch.float32, device=batch["targets"].device)
+    with torch.no_grad(), as_reference(run.policy, None) as ref:  # LoRA: base model = reference
+        return PairLogProbs(ref, run.cfg.lm_head_chunk, False)(batch)[0]
+
+
+def micro_step(run: Run, local: list[Example], n_valid: int, step: int, denom: float):
+    """Forward one micro-batch; return its share of the global loss and per-pair stats."""
+    cfg, acc = run.cfg, run.accelerator
+    batch = {k: v.to(acc.device) for k, v in collate(local, run.tokenizer.pad_token_id or 0).items()}
+    with autocast(cfg, acc.device):
+        logps, h = run.ddp(batch)
+        ref = reference_logps(run, local, batch)
+        flag = logps.detach()
+        if run.refine is not None and cfg.noise_lambda > 0:  # decoupled noise detection
+            flag = mixed_logps(run.scorer, run.noise_ref, h, batch, cfg.noise_lambda)
+    dev = logps.device
+    weights = torch.tensor([e.weight for e in local], device=dev)
+    eps = torch.tensor([e.smoothing for e in local], device=dev)
+    flagged = torch.zeros_like(eps)
+    if run.refine is not None:
+        margins = cfg.beta * ((flag[:, 0] - ref[:, 0]) - (flag[:, 1] - ref[:, 1]))
+        spa = run.refine.smoothing(_gather_valid(acc, margins, n_valid, cfg.micro_batch_size),
+                                   step=step, total_steps=run.total_steps).to(dev)
+        start = acc.process_index * cfg.micro_batch_size  # our rows' place among the gathered ones
+        flagged[:n_valid] = spa[start:start + n_valid]
+        # two independent flip sources ε₁, ε₂ compose as 1 − 2ε = (1 − 2ε₁)(1 − 2ε₂): still < 0.5
+        eps = (1 - (1 - 2 * eps) * (1 - 2 * flagged)) / 2
+    extra = {}
+    if cfg.loss == "ipo" and cfg.ipo_normalize_length:
+        extra = {"chosen_lengths": batch["lengths"][:, 0], "rejected_lengths": batch["lengths"][:, 1]}
+    out = get_loss(cfg.loss)(logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], beta=cfg.beta, label_smoothing=eps, **extra)
+    # The reduction, over the *global* batch (see compute_gradients): Σ w·ℓ / denom.
+    loss = (weights * out.losses).sum() / denom
+    stats = torch.stack([out.chosen_rewards, out.rejected_rewards, weights, eps, (flagged > 0).float()], 1)
+    return loss, _gather_valid(acc, stats.float(), n_valid, cfg.micro_batch_size)
+
+
+def compute_gradients(run: Run, batch: list[Example], step: int) -> dict:
+    """Accumulate the gradient of the global-batch objective; return its metrics.
+
+    Objective L = Σᵢ wᵢ·ℓᵢ / D with D = n (``reduction=mean``, CW-PO's mean(C·ℓ)) or
+    D = Σᵢ wᵢ (``weight_normalized``; 1 if all weights are 0), sums over the whole
+    global batch. Each process back-propagates its micro-batches' share times the
+    world size, because DDP averages gradients across processes.
+    """
+    cfg, acc = run.cfg, run.accelerator
+    world, rank, mb = acc.num_processes, acc.process_index, cfg.micro_batch_size
+    total_w = sum(e.weight for e in batch)
+    denom = float(len(batch)) if cfg.reduction == "mean" else (total_w if total_w > 0 else 1.0)
+    batch = sorted(batch, key=lambda e: len(e.ids))  # similar lengths share a micro-batch: less padding
+    micro = [batch[k:k + mb * world] for k in range(0, len(batch), mb * world)]
+    loss_sum, rows = torch.zeros((), device=acc.device), []
+    for k, part in enumerate(micro):
+        local = part[rank * mb:(rank + 1) * mb]
+        n_valid = len(local)
+        local = local or [Example(**{**asdict(part[0]), "weight": 0.0})]  # idle process: weight-0 stand-in
+        with nullcontext() if k == len(micro) - 1 else acc.no_sync(run.ddp):  # sync grads on the last only
+            loss, stats = micro_step(run, local, n_valid, step, denom)
+            acc.backward(loss * world)
+        loss_sum += loss.detach()
+        rows.append(stats)
+    s = torch.cat(rows)
+    metrics = {"loss": float(acc.reduce(loss_sum, "sum")), "reward_accuracy": float((s[:, 0] > s[:, 1]).float().mean()),
+               "margin": float((s[:, 0] - s[:, 1]).mean()), "chosen_reward": float(s[:, 0].mean()),
+               "rejected_reward": float(s[:, 1].mean()), "weight": float(s[:, 2].mean()),
+               "smoothing": float(s[:, 3].mean()), "pairs": int(s.shape[0]), "reduction": cfg.reduction}
+    if run.refine is not None:
+        metrics.update(flagged=float(s[:, 4].mean()), tau=run.refine.last_threshold)
+    return metrics
+
+
+def optimizer_update(run: Run) -> dict:
+    params = [p for p in run.policy.parameters() if p.requires_grad]
+    norm = torch.nn.utils.clip_grad_norm_(params, run.cfg.max_grad_norm if run.cfg.max_grad_norm > 0 else float("inf"))
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return {"lr": lr, "grad_norm": float(norm)}
+
+
+# --------------------------------------------------------------------------- setup and run
+
+
+def _load_reference(model, spec: str | None, device):
+    """A frozen reference: loaded from ``spec``, or a copy of the (untrained) policy."""
+    import copy
+
+    ref = load_model(spec, device=str(device))[0] if spec else copy.deepcopy(model)
+    ref.eval().requires_grad_(False)
+    return ref
+
+
+def _prepare_data(cfg, acc, model, tokenizer, resuming: bool):
+    """Examples with reference log-probs; the main process precomputes and stores them once."""
+    stored = Path(cfg.output_dir) / "train_data.jsonl"
+    reuse = resuming and stored.exists()  # stored with the data: a resume never recomputes
+    rows, refs = read_table(str(stored) if reuse else cfg.data, cfg.weights)
+    examples, kept, dropped = build_examples(rows, tokenizer, model, weights=cfg.weights, smoothing=cfg.smoothing,
+                                             max_length=cfg.max_length, overflow=cfg.overflow)
+    rows, refs = [rows[i] for i in kept], [refs[i] for i in kept]
+    need_ref = cfg.reference == "precomputed" and any(r is None for r in refs)
+    if need_ref and acc.is_main_process:
+        ref = _load_reference(model, cfg.ref_model, acc.device) if cfg.ref_model else model
+        precompute_reference(examples, rows, tokenizer, ref, max_length=cfg.max_length, overflow=cfg.overflow,
+                             progress=cfg.progress, autocast=lambda: autocast(cfg, acc.device))
+        refs = [ex.ref for ex in examples]
+    if acc.is_main_process and not reuse:
+        write_records(stored, [{**r.to_record(), **dict(zip(REF_COLUMNS, f or ()))} for r, f in zip(rows, refs)])
+    acc.wait_for_everyone()
+    if need_ref and not acc.is_main_process:
+        refs = read_table(str(stored), cfg.weights)[1]
+    for ex, f in zip(examples, refs):
+        ex.ref = f if cfg.reference == "precomputed" else None
+    return examples, dropped
+
+
+def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
+    """Validate, load, tokenise, precompute references, build optimiser; resume if asked."""
+    from accelerate import Accelerator
+    from transformers import get_scheduler
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:  # bf16 is our own autocast (below), so one process can run float32 and bf16 trainings
+        acc = Accelerator(cpu=cfg.device == "cpu")
+    except ValueError as e:  # accelerate's process-wide state was set up for another device
+        raise ConfigError(f"cannot switch device within one process: {str(e).splitlines()[0]}") from None
+    resuming = check_run_dir(cfg)
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model, tokenizer = load_model(cfg.model, device=str(acc.device))
+    t0 = time.perf_counter()
+    examples, dropped = _prepare_data(cfg, acc, model, tokenizer, resuming)
+    info = {"pairs": len(examples), "dropped": dropped, "reference_seconds": round(time.perf_counter() - t0, 3)}
+    noise_ref = None
+    if cfg.self_refine_alpha > 0 and cfg.noise_lambda > 0 and (cfg.finetune == "full" or cfg.ref_model):
+        noise_ref = _load_reference(model, cfg.ref_model, acc.device)
+    policy = prepare_model(cfg, model)
+    scorer = PairLogProbs(policy, cfg.lm_head_chunk, cfg.gradient_checkpointing)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    spe = math.ceil(len(examples) / cfg.batch_size)
+    total = cfg.max_steps or math.ceil(cfg.epochs * spe)
+    scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total),
+                              num_training_steps=total)
+    refine = None
+    if cfg.self_refine_alpha > 0:
+        refine = SelfRefinement(cfg.self_refine_alpha, cfg.self_refine_warmup, cfg.self_refine_percentile, cfg.self_refine_window)
+    run = Run(cfg, acc, policy, scorer, acc.prepare_model(scorer), optimizer, scheduler, refine, noise_ref,
+              examples, tokenizer, total, spe, info=info)
+    done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())
+    run.start_step = load_checkpoint(run, done[-1]) if resuming and done else 0
+    if acc.is_main_process and not resuming:
+        write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "world_size": acc.num_processes})
+    return run
+
+
+class MetricsLog:
+    """metrics.jsonl (one line per optimiser step) and the same scalars in TensorBoard; main process only."""
+
+    def __init__(self, cfg: TrainConfig, start_step: int, enabled: bool):
+        self.path, self.tb = (Path(cfg.output_dir) / "metrics.jsonl") if enabled else None, None
+        if self.path and self.path.exists():  # a resumed run rewrites the steps after its checkpoint
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start_step]
+            self.path.write_text("".join(ln + "\n" for ln in kept))
+        if self.path and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(cfg.output_dir) / "tensorboard"), purge_step=start_step + 1)
+
+    def log(self, step: int, metrics: dict) -> None:
+        if self.path:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **metrics}) + "\n")
+        for k, v in metrics.items():
+            if self.tb is not None and isinstance(v, (int, float)):
+                self.tb.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def save_final(run: Run) -> Path:
+    """Save a model plain transformers loads: merged weights (+ the LoRA adapter alone)."""
+    acc, out = run.accelerator, Path(run.cfg.output_dir)
+    final, tmp = out / "final", out / ".final.tmp"
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = run.policy
+        if run.cfg.finetune == "lora":
+            model.save_pretrained(str(tmp / "adapter"))
+            model = model.merge_and_unload()
+        model.config.use_cache = True
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        run.tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+    return final
+
+
+def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
+    """Train; return a summary (also written to ``output_dir/summary.json``).
+
+    ``model``/``tokenizer`` may be passed in (tests, notebooks); otherwise
+    ``cfg.model`` is loaded. Stops early with a checkpoint after ``stop_after`` steps.
+    """
+    summary_path = Path(cfg.output_dir) / "summary.json"
+    if cfg.resume and summary_path.exists() and (Path(cfg.output_dir) / "final").exists():
+        check_run_dir(cfg)
+        return json.loads(summary_path.read_text())  # already finished: nothing to do
+    run = setup(cfg, model, tokenizer)
+    acc, log = run.accelerator, MetricsLog(cfg, run.start_step, run.accelerator.is_main_process)
+    bar = tqdm(total=run.total_steps, initial=run.start_step, desc="training", unit="step",
+               disable=not (cfg.progress and acc.is_main_process))
+    last: dict = {}
+    for step in range(run.start_step, run.total_steps):
+        t0 = time.perf_counter()
+        last = compute_gradients(run, [run.examples[i] for i in batch_indices(run, step)], step)
+        last.update(optimizer_update(run), seconds=round(time.perf_counter() - t0, 4))
+        log.log(step + 1, last)
+        bar.update(1)
+        bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['reward_accuracy']:.2f}")
+        done = step + 1
+        stopping = cfg.stop_after is not None and done - run.start_step >= cfg.stop_after
+        if done < run.total_steps and (stopping or (cfg.save_every and done % cfg.save_every == 0)):
+            save_checkpoint(run, done)
+            if stopping:
+                bar.close(), log.close()
+                return {"stopped_at": done, "total_steps": run.total_steps, "last": last, **run.info}
+    bar.close(), log.close()
+    final = save_final(run)
+    summary = {"final_model": str(final), "steps": run.total_steps, "last": last, **run.info}
+    if acc.is_main_process:
+        write_json(summary_path, summary)
+    return summary

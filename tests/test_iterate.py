@@ -1,0 +1,84 @@
+"""SPA rounds on tiny random models: implicit-reward pairs, stored references, λ schedule, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from conftest import build_model
+from frugalign.data import read_training, write_records
+from frugalign.errors import ConfigError
+from frugalign.iterate import IterateConfig, implicit_rewards, iterate, min_max_pairs
+from frugalign.logprobs import LogProbScorer, ScoreItem
+from frugalign.models import load_model
+from frugalign.types import PromptItem
+
+
+def test_min_max_pairs_by_hand():
+    pool = [PromptItem("a", "Q1", responses=["x", "y", "z"]),
+            PromptItem("b", "Q2", responses=["same", "same"]),          # one distinct response
+            PromptItem("c", "Q3", responses=["u", "v"]),                # a tie
+            PromptItem("d", "Q4", responses=["p", "q", "r"])]           # one unscorable response
+    policy = [[-10.0, -12.0, -9.0], [-5.0, -5.0], [-3.0, -4.0], [-1.0, float("nan"), -2.0]]
+    init = [[-11.0, -11.0, -11.0], [-6.0, -7.0], [-3.0, -4.0], [-1.5, -1.0, -1.0]]
+    rewards = implicit_rewards(policy, init, beta=0.5)
+    assert rewards[0] == [0.5, -0.5, 1.0]
+    rows, skipped = min_max_pairs(pool, rewards, policy, round_index=1, weight_by_confidence=True)
+    assert skipped == {"ties": 1, "unscorable": 1} and [r["id"] for r in rows] == ["a", "d"]
+    a = rows[0]
+    assert (a["chosen"], a["rejected"]) == ("z", "y")
+    gap = 1.0 - (-0.5)
+    assert a["confidence"] == pytest.approx(2 / (1 + math.exp(-gap)) - 1) and a["weight"] == a["confidence"]
+    assert (a["ref_chosen_logps"], a["ref_rejected_logps"]) == (-9.0, -12.0)  # the judging policy = reference
+    assert a["source"] == "implicit" and a["meta"]["round"] == 1
+    assert (rows[1]["chosen"], rows[1]["rejected"]) == ("p", "r")            # NaN response ignored
+
+
+def _save(model, tokenizer, path):
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_tokenizer, tmp_path):
+    init = _save(build_model(tiny_tokenizer, seed=0), tiny_tokenizer, tmp_path / "init")
+    seed_policy = _save(build_model(tiny_tokenizer, seed=1), tiny_tokenizer, tmp_path / "seed")
+    questions = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.", "Say hi."]
+    write_records(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": q} for i, q in enumerate(questions)])
+    cfg = IterateConfig(prompts=str(tmp_path / "prompts.jsonl"), policy=seed_policy, init_model=init,
+                        output_dir=str(tmp_path / "spa"), rounds=2, k=3, temperature=1.0, max_new_tokens=6,
+                        batch_size=2, micro_batch_size=2, lr=1e-3, progress=False,
+                        train={"threads": 1, "tensorboard": False, "warmup_ratio": 0.0})
+    summary = iterate(cfg)
+    r1, r2 = summary["rounds"]
+    assert (r1["noise_lambda"], r2["noise_lambda"]) == (0.5, 0.25)
+    assert r1["start_model"] == seed_policy and r2["start_model"] == r1["train"]["final_model"]
+    assert summary["final_model"] == r2["train"]["final_model"] and os.path.exists(summary["final_model"])
+    pool = [json.loads(ln) for ln in open(tmp_path / "spa" / "round-1" / "pool.jsonl")]
+    assert [p["id"] for p in pool] == ["q0", "q1"] and all(len(p["responses"]) == 3 for p in pool)
+    train_cfg = json.loads(open(tmp_path / "spa" / "round-2" / "train" / "config.json").read())["config"]
+    assert train_cfg["noise_lambda"] == 0.25 and train_cfg["self_refine_alpha"] == 0.1
+    assert train_cfg["model"] == r1["train"]["final_model"] and train_cfg["epochs"] == 1.0
+
+    # round 1's reference log-probs are the seed policy's own, as training would compute them
+    rows = [json.loads(ln) for ln in open(tmp_path / "spa" / "round-1" / "pairs.jsonl")]
+    model, tok = load_model(seed_policy)
+    scored = LogProbScorer(model, tok, progress=False).score([ScoreItem(r["prompt"], r["chosen"]) for r in rows])
+    assert [s.logprob for s in scored] == pytest.approx([r["ref_chosen_logps"] for r in rows], abs=1e-4)
+    assert all(r["meta"]["reward_chosen"] > r["meta"]["reward_rejected"] for r in rows)
+    assert len(read_training(tmp_path / "spa" / "round-2" / "pairs.jsonl")) >= 1
+
+    # resume: round 2 lost its result; sampling and judging are not redone, training is
+    pool_file = tmp_path / "spa" / "round-2" / "pool.jsonl"
+    stamp = pool_file.stat().st_mtime_ns
+    for name in ("round-2/round.json", "round-2/train/summary.json", "summary.json"):
+        os.remove(tmp_path / "spa" / name)
+    again = iterate(cfg)
+    assert pool_file.stat().st_mtime_ns == stamp and again["final_model"] == summary["final_model"]
+    assert os.path.exists(tmp_path / "spa" / "round-2" / "round.json")
+
+    with pytest.raises(ConfigError, match="different config"):
+        iterate(IterateConfig(**{**cfg.__dict__, "k": 4}))
