@@ -1,0 +1,306 @@
+"""The end-to-end recipe: prompts → pool → select → gold/human labels → annotate → train → evaluate.
+
+Every stage is a small function over files in a :class:`~frugalign.pipeline.RunDir`,
+so a rerun skips what is done and a killed run resumes. The gold judge of
+:mod:`frugalign.bench` stands in for humans: it labels the pairs the selector
+chose (the human budget) and, for measurement only, the rest (to score the
+automatic annotator); those extra gold labels never reach training unless
+``annotator=gold`` (the 100 %-labels baseline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import read_annotations, read_pairs, read_pool, write_json, write_records
+from .errors import ConfigError
+from .models import DEFAULT_MODEL
+from .pipeline import RunDir, Stage, StageContext
+from .types import Annotation, PromptItem
+
+ANNOTATORS = ("none", "gold", "weak-judge", "density-ratio", "implicit")
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/run"
+    task: str = field(default="ifeval", metadata={"help": "gold-judge task: ifeval | sentiment | ifbench"})
+    judge: str | None = field(default=None, metadata={"help": "who labels pairs (default: the task's gold judge); length | module:attr"})
+    model: str = DEFAULT_MODEL
+    dtype: str = "float32"
+    seed: int = 0
+    train_prompts: int = 24
+    test_prompts: int = 16
+    n: int = field(default=4, metadata={"help": "responses sampled per training prompt"})
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+    gen_batch_size: int = 16
+    budget: float = field(default=0.3, metadata={"help": "human labels: a fraction of training prompts (<= 1) or a count"})
+    strategy: str = "dissimilar"
+    embedder: str = "sentence"
+    annotator: str = field(default="weak-judge", metadata={"help": " | ".join(ANNOTATORS)})
+    weights: str = field(default="confidence", metadata={"help": "confidence (CW-PO) | none"})
+    weak_model: str = "gemma3-270m"
+    self_refine_alpha: float = 0.0
+    loss: str = "dpo"
+    beta: float = 0.1
+    finetune: str = "lora"
+    lr: float = 2e-4
+    epochs: float = 3.0
+    batch_size: int = 4
+    max_length: int = 320
+    precision: str = "float32"
+    eval_samples: int = 2
+    eval_temperature: float = 0.7
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.annotator not in ANNOTATORS:
+            raise ConfigError(f"annotator={self.annotator!r}: expected one of {ANNOTATORS}")
+        if self.weights not in ("confidence", "none"):
+            raise ConfigError(f"weights={self.weights!r}: expected confidence or none")
+        if self.train_prompts < 2 or self.test_prompts < 1 or self.n < 2:
+            raise ConfigError("need train_prompts >= 2, test_prompts >= 1 and n >= 2")
+        if self.budget < 0:
+            raise ConfigError(f"budget must be >= 0, got {self.budget}")
+
+    def human_budget(self) -> int:
+        if self.annotator == "gold":
+            return self.train_prompts  # the 100%-labels baseline: one gold pair per prompt
+        return int(round(self.budget * self.train_prompts)) if self.budget <= 1 else int(self.budget)
+
+
+def _settings(cfg: RunConfig, *names: str) -> dict:
+    return {k: getattr(cfg, k) for k in names}
+
+
+# ---------------------------------------------------------------- stages
+def stage_prompts(ctx: StageContext, cfg: RunConfig) -> dict:
+    from .bench import get_task
+
+    task = get_task(cfg.task)
+    out = {}
+    for split, n in (("train", cfg.train_prompts), ("test", cfg.test_prompts)):
+        prompts = task.prompts(n=n, split=split, seed=cfg.seed)
+        items = [PromptItem(p.id, p.prompt, meta={"bench": p.to_dict()}) for p in prompts]
+        write_records(ctx.out / f"{split}.jsonl", items)
+        out[split] = len(items)
+    return out
+
+
+def _load_policy(cfg: RunConfig, spec: str | None = None):
+    from .models import load_model
+
+    return load_model(spec or cfg.model, dtype=cfg.dtype)
+
+
+def _generate(cfg: RunConfig, items, model_spec: str, n: int, temperature: float, seed: int):
+    from .generate import GenerationSettings, TransformersBackend, generate_pool
+
+    model, tok = _load_policy(cfg, model_spec)
+    settings = GenerationSettings(n, temperature, cfg.top_p, cfg.max_new_tokens, seed, cfg.gen_batch_size)
+    return generate_pool(TransformersBackend(model, tok, progress=cfg.progress), items, settings)
+
+
+def stage_pool(ctx: StageContext, cfg: RunConfig) -> dict:
+    items = read_pool(ctx.input("prompts", "train.jsonl"))
+    pool = _generate(cfg, items, cfg.model, cfg.n, cfg.temperature, cfg.seed)
+    write_records(ctx.out / "pool.jsonl", pool)
+    return {"prompts": len(pool), "responses": sum(len(p.responses) for p in pool)}
+
+
+def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
+    from .select import candidates_from_pool, policy_embedder, select_pairs, sentence_embedder
+
+    pool = read_pool(ctx.input("pool", "pool.jsonl"))
+    embedder = None
+    if cfg.embedder == "sentence":
+        embedder = sentence_embedder()
+    elif cfg.embedder == "policy":
+        embedder = policy_embedder(*_load_policy(cfg), progress=cfg.progress)
+    cands = candidates_from_pool(pool, embedder)
+    budget = min(cfg.human_budget(), len(pool))
+    sel = select_pairs(cands, cfg.strategy if embedder else "random", budget, seed=cfg.seed)
+    write_records(ctx.out / "human_pairs.jsonl", [cands.pairs[i] for i in sel.chosen])
+    write_records(ctx.out / "rest_pairs.jsonl", [cands.pairs[i] for i in sel.rest] or [])
+    write_json(ctx.out / "summary.json", sel.summary)
+    return {"human_pairs": len(sel.chosen), "rest_pairs": len(sel.rest)}
+
+
+def _gold(cfg: RunConfig, pairs, source: str) -> list[Annotation]:
+    from .labeling.gold import gold_annotate_pairs, load_judge
+
+    spec = cfg.judge or cfg.task
+    anns = gold_annotate_pairs(pairs, load_judge(spec), f"gold:{spec}")
+    return [dataclasses.replace(a, source=source) for a in anns]
+
+
+def stage_label(ctx: StageContext, cfg: RunConfig) -> dict:
+    human = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
+    rest = _read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
+    labels = _gold(cfg, human, "human")  # the simulated humans: the budget is spent here
+    write_records(ctx.out / "human.jsonl", labels)
+    write_records(ctx.out / "gold_rest.jsonl", _gold(cfg, rest, "gold"))  # measurement only
+    ctx.run.manifest["human_labels_spent"] = len(labels)
+    ties = sum(a.preferred == "tie" for a in labels)
+    return {"human_labels": len(labels), "human_ties": ties, "rest_gold_labels": len(rest)}
+
+
+def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
+    """Label the pairs humans did not see with the chosen automatic annotator."""
+    from .annotate.factory import AnnotatorSettings, build_annotator
+
+    rest = _read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
+    if cfg.annotator in ("none", "gold") or not rest:
+        write_records(ctx.out / "auto.jsonl", [])
+        return {"annotated": 0}
+    gold_rest = _read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl"))
+    human_pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
+    human = _read_optional(read_annotations, ctx.input("label", "human.jsonl"))
+    s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
+                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta)
+    if cfg.annotator == "weak-judge":
+        s.labels = str(ctx.input("label", "human.jsonl"))
+    if cfg.annotator == "density-ratio":
+        s.ref_model = cfg.weak_model
+    elif cfg.annotator == "implicit":
+        raise ConfigError("annotator=implicit needs a trained policy; use `frugalign iterate` (SPA rounds)")
+    annotator = build_annotator(s, train_pairs=human_pairs, labels=human)
+    auto = annotator.annotate(rest)
+    write_records(ctx.out / "auto.jsonl", auto)
+    return {"annotated": len(auto), **_agreement(auto, gold_rest, ctx.out)}
+
+
+def _agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
+    from .metrics import (annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error,
+                          reliability_diagram_png)
+
+    ref = {a.pair_id: a.preferred for a in gold}
+    pred = [a.preferred for a in auto if a.pair_id in ref]
+    refs = [ref[a.pair_id] for a in auto if a.pair_id in ref]
+    acc = annotation_accuracy(pred, refs)
+    ece = pairwise_expected_calibration_error([a.p_a for a in auto if a.pair_id in ref], refs)
+    reliability_diagram_png(ece.bins, out / "reliability.png", "annotator vs gold")
+    return {"agreement_with_gold": acc.accuracy, "agreement_n": acc.n, "gold_ties_excluded": acc.n_ref_ties_excluded,
+            "kappa": cohens_kappa(pred, refs), "ece": ece.ece}
+
+
+def _read_optional(reader, *paths: Path) -> list:
+    """Concatenate tables, treating empty files (a stage with nothing to write) as empty tables."""
+    out = []
+    for p in paths:
+        if p.exists() and p.stat().st_size:
+            out += reader(p)
+    return out
+
+
+def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
+    from .commands.train import TrainConfig
+    from .data import annotations_to_training
+    from .train import train
+
+    pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
+    label_files = [ctx.input("label", "human.jsonl"), ctx.input("annotate", "auto.jsonl")]
+    if cfg.annotator == "gold":  # the 100%-labels baseline trains on gold labels for every pair
+        label_files.append(ctx.input("label", "gold_rest.jsonl"))
+    anns = _read_optional(read_annotations, *label_files)
+    rows, join = annotations_to_training(pairs, anns, weight_by_confidence=cfg.weights == "confidence")
+    for row in rows:  # human labels are trusted: full weight whatever their vote confidence
+        if row.source == "human":
+            row.weight = 1.0
+    if not rows:
+        raise ConfigError("no non-tied labelled pairs to train on (raise budget or add an annotator)")
+    write_records(ctx.out / "train.jsonl", rows)
+    # Training resumes from its own checkpoints, so it works outside the stage's temp dir.
+    work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
+    tcfg = TrainConfig(data=str(ctx.out / "train.jsonl"), output_dir=str(work), model=cfg.model,
+                       loss=cfg.loss, beta=cfg.beta, weights="column", finetune=cfg.finetune, lr=cfg.lr,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.batch_size,
+                       max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
+                       self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
+                       tensorboard=False, save_every=4)
+    summary = train(tcfg)
+    shutil.move(str(work / "final"), str(ctx.out / "model"))
+    shutil.copy(work / "metrics.jsonl", ctx.out / "metrics.jsonl") if (work / "metrics.jsonl").exists() else None
+    shutil.rmtree(work, ignore_errors=True)
+    return {"train_rows": len(rows), **join, **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
+
+
+def stage_eval_generate(ctx: StageContext, cfg: RunConfig, which: str) -> dict:
+    """Sample test responses from the initial or the trained policy and gold-score them."""
+    from .bench import BenchPrompt, get_task
+
+    items = read_pool(ctx.input("prompts", "test.jsonl"))
+    spec = cfg.model if which == "initial" else str(ctx.input("train", "model"))
+    pool = _generate(cfg, items, spec, cfg.eval_samples, cfg.eval_temperature, cfg.seed + 7919)
+    task = get_task(cfg.task)
+    for it in pool:
+        bp = BenchPrompt.from_dict(it.meta["bench"])
+        it.meta["gold"] = [task.score(bp, r) for r in it.responses]
+    write_records(ctx.out / "responses.jsonl", pool)
+    scores = [s for it in pool for s in it.meta["gold"]]
+    return {"mean_gold": sum(scores) / len(scores), "responses": len(scores)}
+
+
+def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
+    from .bench import canned_reply_baseline, get_task, unrequested_format_rate, BenchPrompt
+    from .metrics import win_rate_with_ci
+
+    init = read_pool(ctx.input("eval_initial", "responses.jsonl"))
+    trained = read_pool(ctx.input("eval_trained", "responses.jsonl"))
+    a = [s for it in trained for s in it.meta["gold"]]
+    b = [s for it in init for s in it.meta["gold"]]
+    groups = [it.id for it in trained for _ in it.meta["gold"]]
+    rate, lo, hi = win_rate_with_ci(a, b, groups=groups, seed=cfg.seed)
+    prompts = [BenchPrompt.from_dict(it.meta["bench"]) for it in init]
+    task = get_task(cfg.task)
+    flat = lambda pool: ([BenchPrompt.from_dict(it.meta["bench"]) for it in pool for _ in it.responses],
+                         [r for it in pool for r in it.responses])
+    result = {
+        "win_rate": rate, "win_rate_low": lo, "win_rate_high": hi,
+        "gold_initial": sum(b) / len(b), "gold_trained": sum(a) / len(a),
+        "canned_reply_baseline": canned_reply_baseline(prompts, task=task),
+        "canned_reply_ungated": canned_reply_baseline(prompts, task=task, gated=False),
+        "unrequested_format_initial": unrequested_format_rate(*flat(init)),
+        "unrequested_format_trained": unrequested_format_rate(*flat(trained)),
+        "human_labels": ctx.run.manifest.get("human_labels_spent", 0),
+    }
+    write_json(ctx.out / "result.json", result)
+    return result
+
+
+def build_stages(cfg: RunConfig) -> list[Stage]:
+    gen = _settings(cfg, "model", "dtype", "n", "temperature", "top_p", "max_new_tokens", "seed")
+    ev = _settings(cfg, "model", "dtype", "eval_samples", "eval_temperature", "top_p", "max_new_tokens", "seed", "task")
+    return [
+        Stage("prompts", lambda c: stage_prompts(c, cfg), _settings(cfg, "task", "train_prompts", "test_prompts", "seed")),
+        Stage("pool", lambda c: stage_pool(c, cfg), gen, ("prompts",)),
+        Stage("select", lambda c: stage_select(c, cfg),
+              {**_settings(cfg, "strategy", "embedder", "seed", "annotator"), "budget": cfg.human_budget()}, ("pool",)),
+        Stage("label", lambda c: stage_label(c, cfg), _settings(cfg, "task", "judge"), ("select",)),
+        Stage("annotate", lambda c: stage_annotate(c, cfg),
+              _settings(cfg, "annotator", "model", "weak_model", "seed", "beta"), ("select", "label")),
+        Stage("train", lambda c: stage_train(c, cfg),
+              _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lr", "epochs",
+                        "batch_size", "max_length", "precision", "seed", "annotator"), ("select", "label", "annotate")),
+        Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
+        Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train")),
+        Stage("evaluate", lambda c: stage_evaluate(c, cfg), _settings(cfg, "task", "seed"),
+              ("eval_initial", "eval_trained", "label")),
+    ]
+
+
+def run_recipe(cfg: RunConfig, log=print) -> dict:
+    """Run (or resume) every stage; return the evaluation result plus the annotator's agreement."""
+    cfg.validate()
+    run = RunDir(cfg.output_dir, dataclasses.asdict(cfg))
+    run.manifest["seeds"] = {"run": cfg.seed}
+    for stage in build_stages(cfg):
+        run.run(stage, log=log)
+    result = dict(run.summary("evaluate"))
+    result.update({k: v for k, v in run.summary("annotate").items() if k != "annotated"})
+    return result
