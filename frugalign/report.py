@@ -71,3 +71,127 @@ img{{max-width:420px}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style
     with atomic_path(out) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------- the label-efficiency study
+STUDY_COLUMNS = [
+    ("arm", "arm", "{}"),
+    ("human_labels", "human labels", "{:.0f}"),
+    ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"),
+    ("gold_trained", "mean gold (trained)", "{:.3f}"),
+    ("agreement_with_gold", "annotator agreement", "{:.3f}"),
+    ("ece", "annotator ECE", "{:.3f}"),
+    ("unrequested_format_trained", "unrequested format (trained)", "{:.3f}"),
+]
+CURVE_COLUMNS = [
+    ("method", "method", "{}"), ("strategy", "strategy", "{}"), ("human_labels", "human labels", "{:.0f}"),
+    ("seeds", "seeds", "{}"), ("win_rate", "win rate, seeds pooled [95% CI]", "{:.3f}"),
+]
+BASELINE_ROWS = [
+    ("gold_initial", "mean gold score, initial policy"),
+    ("canned_reply_baseline", "canned format-stuffed reply (gated)"),
+    ("canned_reply_ungated", "canned reply without the relevance gate"),
+    ("unrequested_format_initial", "unrequested-format rate, initial policy"),
+]
+
+
+def _cell(row: dict, key: str, pattern: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return _fmt(row, key, pattern) if key != "arm" else str(value)
+
+
+def study_table_markdown(rows: list[dict], columns=None) -> str:
+    """A Markdown table of study rows (arms or curve points)."""
+    columns = columns or STUDY_COLUMNS
+    head = "| " + " | ".join(label for _, label, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(r, k, p) for k, _, p in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def _series_label(method: str, strategy: str) -> str:
+    return method if strategy in ("all", "none") else f"{method} ({strategy})"
+
+
+def label_efficiency_curve_png(points: list[dict], path: str | Path, *, train_prompts: int | None = None,
+                               title: str = "label efficiency") -> Path:
+    """Win rate vs human labels, one line per method (and strategy), 95% intervals as error bars."""
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series: dict[str, list[dict]] = {}
+    for p in points:
+        series.setdefault(_series_label(p["method"], p["strategy"]), []).append(p)
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, pts in sorted(series.items()):
+        pts = sorted(pts, key=lambda p: p["human_labels"])
+        x = [p["human_labels"] for p in pts]
+        y = [p["win_rate"] for p in pts]
+        err = [[max(0.0, p["win_rate"] - p["win_rate_low"]) for p in pts],
+               [max(0.0, p["win_rate_high"] - p["win_rate"]) for p in pts]]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, linestyle="-" if len(pts) > 1 else "none")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("human labels used" + (f" (of {train_prompts} training prompts)" if train_prompts else ""))
+    ax.set_ylabel("gold win rate vs initial policy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def _html_table(rows: list[dict], columns) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r, k, p))}</td>" for k, _, p in columns) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_study_report(study_dir: str | Path, summary: dict) -> tuple[Path, Path]:
+    """``report.html`` (table, curve, reliability diagrams, settings) and ``results.md`` in the study dir."""
+    study_dir = Path(study_dir)
+    meta = json.loads((study_dir / "study.json").read_text())
+    arms, points, base = summary["arms"], summary["points"], summary.get("baselines", {})
+    base_rows = [(label, base.get(key)) for key, label in BASELINE_ROWS if base.get(key) is not None]
+    diagrams = "".join(_img(Path(r["reliability"]), f"{r['arm']}: annotator vs gold")
+                       for r in arms if r.get("reliability"))
+    settings = json.dumps(meta.get("config", {}), indent=2)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>frugalign label-efficiency study</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}
+img{{max-width:640px}}figure{{display:inline-block}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style></head><body>
+<h1>frugalign label-efficiency study</h1><p>study directory: <code>{html.escape(str(study_dir))}</code></p>
+<h2>Results per arm</h2>{_html_table(arms, STUDY_COLUMNS)}
+<p>Win rate: trained policy vs the initial policy on the held-out test split, paired by prompt and sample,
+ties count half; the interval is a 95% bootstrap over test prompts. Agreement: non-tied gold pairs the
+automatic annotator labelled (the human-labelled seed excluded).</p>
+<h2>Baselines (shared test split)</h2><table>{"".join(f"<tr><td>{html.escape(l)}</td><td>{v:.3f}</td></tr>" for l, v in base_rows)}</table>
+<h2>Label-efficiency curve</h2>{_img(study_dir / "curve.png", "gold win rate vs human labels, one line per method")}
+{_html_table(points, CURVE_COLUMNS)}
+<h2>Annotator reliability</h2>{diagrams or "<p>no automatic annotator in this study</p>"}
+<h2>Settings</h2><pre>{html.escape(settings)}</pre></body></html>"""
+    out = study_dir / "report.html"
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    md = ["# frugalign label-efficiency study", "", f"Study directory: `{study_dir}`", "",
+          "## Results per arm", "", study_table_markdown(arms), "",
+          "Win rate vs the initial policy on the test split (ties ½), 95% bootstrap interval over test prompts.", "",
+          "## Baselines", "", *[f"- {label}: {v:.3f}" for label, v in base_rows], "",
+          "## Label-efficiency curve", "", "![label-efficiency curve](curve.png)", "",
+          study_table_markdown(points, CURVE_COLUMNS), "",
+          "## Settings", "", "```json", settings, "```", ""]
+    md_path = study_dir / "results.md"
+    with atomic_path(md_path) as tmp:
+        Path(tmp).write_text("\n".join(md), encoding="utf-8")
+    return out, md_path

@@ -1,0 +1,316 @@
+"""The label-efficiency study: many arms (method × budget × strategy × seed) on one shared pool.
+
+Layout of ``output_dir``::
+
+    shared/                 a RunDir with the stages every arm shares, run once:
+                            prompts (train/test split), pool (N samples per train
+                            prompt), eval_initial (gold-scored test samples of the
+                            initial policy)
+    arms/<arm>/             one RunDir per arm (``<method>-b<budget>-<strategy>-s<seed>``);
+                            its prompts/pool/eval_initial stages *import* the shared
+                            outputs (hard links, else copies), keyed by the shared
+                            stage's key, then select → label → annotate → train
+                            (→ spa) → eval_trained → evaluate run as in ``frugalign run``
+    results.json            one row per arm (the evaluation plus annotator agreement)
+    curve.png               win rate vs human labels, one line per method
+    report.html, results.md the report
+
+Every stage keeps :class:`~frugalign.pipeline.RunDir`'s semantics: a finished
+arm is skipped on rerun, a killed study resumes in the arm it was in, and a
+change of shared settings (prompts, pool) redoes every arm downstream of it.
+
+Methods (``methods``):
+
+``dpo-100``   DPO on gold labels for every training prompt (budget and strategy do not apply)
+``dpo-seed``  DPO on the human (gold) seed labels only
+``cw-dpo``    CW-PO: a weak judge trained on the seed annotates the rest; loss weighted by confidence
+``drsow``     Dr.SoW density ratio (policy over ``weak_model``) annotates everything; zero labels
+``spa``       DPO on the seed, then ``spa_rounds`` SPA self-annotation rounds (frugalign.iterate)
+              on the training prompts the seed did not use
+``combined``  dissimilar selection + weak judge + confidence weights + self-refinement (α 0.1)
+
+Seeds: the shared pool and the initial-policy evaluation use ``seed``; each arm's
+``seeds`` entry drives its selection, training and trained-policy sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import recipe
+from .data import read_pool, write_json, write_records
+from .errors import ConfigError
+from .pipeline import RunDir, Stage, StageContext
+from .recipe import RunConfig
+
+METHODS = {
+    # method: (RunConfig overrides, uses budget, uses strategy)
+    "dpo-100": (dict(annotator="gold", weights="none"), False, False),
+    "dpo-seed": (dict(annotator="none", weights="none"), True, True),
+    "cw-dpo": (dict(annotator="weak-judge", weights="confidence"), True, True),
+    "drsow": (dict(annotator="density-ratio", weights="none", budget=0.0), False, False),
+    "spa": (dict(annotator="none", weights="none"), True, True),
+    "combined": (dict(annotator="weak-judge", weights="confidence", self_refine_alpha=0.1, strategy="dissimilar"),
+                 True, False),
+}
+SHARED_STAGES = ("prompts", "pool", "eval_initial")
+
+
+@dataclass
+class StudyConfig(RunConfig):
+    """Every :class:`RunConfig` setting (shared by all arms) plus the study grid.
+
+    ``budget``, ``strategy``, ``annotator``, ``weights`` and ``self_refine_alpha``
+    are set per arm from the method and the grid; ``seed`` seeds the shared pool.
+    """
+
+    output_dir: str = "runs/study"
+    methods: list = field(default_factory=lambda: ["dpo-100", "dpo-seed", "cw-dpo", "drsow", "spa", "combined"],
+                          metadata={"help": " | ".join(METHODS)})
+    budgets: list = field(default_factory=lambda: [0.3], metadata={"help": "human-label budgets (fraction <= 1 or count)"})
+    strategies: list = field(default_factory=lambda: ["random", "dissimilar"], metadata={"help": "selection strategies"})
+    seeds: list = field(default_factory=lambda: [0], metadata={"help": "arm seeds (selection, training, sampling)"})
+    spa_rounds: int = 2
+    spa_k: int = 2
+    spa_temperature: float = 0.7
+    spa_epochs: float = 1.0
+    spa_alpha: float = field(default=0.1, metadata={"help": "SPA self-refinement label smoothing"})
+
+    def validate(self) -> None:
+        super().validate()
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ConfigError(f"methods={self.methods}: expected some of {list(METHODS)}")
+        try:
+            self.budgets = [float(b) for b in self.budgets]
+            self.seeds = [int(s) for s in self.seeds]
+        except (TypeError, ValueError):
+            raise ConfigError(f"budgets must be numbers and seeds integers: {self.budgets}, {self.seeds}") from None
+        if not self.budgets or any(b <= 0 for b in self.budgets):
+            raise ConfigError(f"budgets must be > 0 (drsow is the zero-label arm), got {self.budgets}")
+        if not self.strategies or not self.seeds:
+            raise ConfigError("need at least one strategy and one seed")
+        if "spa" in self.methods and (self.spa_rounds < 1 or self.spa_k < 2):
+            raise ConfigError("spa needs spa_rounds >= 1 and spa_k >= 2")
+
+    def run_config(self, **overrides) -> RunConfig:
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunConfig)}
+        return RunConfig(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class Arm:
+    method: str
+    budget: float
+    strategy: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-b{self.budget:g}-{self.strategy}-s{self.seed}"
+
+
+def expand_arms(cfg: StudyConfig) -> list[Arm]:
+    """The grid, without duplicates: methods without a budget/strategy get one arm per seed."""
+    arms: list[Arm] = []
+    for seed in cfg.seeds:
+        for method in cfg.methods:
+            over, uses_budget, uses_strategy = METHODS[method]
+            budgets = cfg.budgets if uses_budget else [over.get("budget", 1.0)]
+            strategies = cfg.strategies if uses_strategy else [over.get("strategy", "all" if method == "dpo-100" else "none")]
+            for b in budgets:
+                for s in strategies:
+                    arm = Arm(method, float(b), s, int(seed))
+                    if arm not in arms:
+                        arms.append(arm)
+    return arms
+
+
+def arm_config(cfg: StudyConfig, arm: Arm) -> RunConfig:
+    over = dict(METHODS[arm.method][0])
+    over.setdefault("budget", arm.budget)
+    strategy = arm.strategy if arm.strategy in ("random", "dissimilar", "similar") else "random"
+    over.setdefault("strategy", strategy)
+    over.setdefault("self_refine_alpha", 0.0)
+    return cfg.run_config(output_dir=str(Path(cfg.output_dir) / "arms" / arm.name), seed=arm.seed, **over)
+
+
+# ---------------------------------------------------------------- stages
+def _link_or_copy(src: str, dst: str) -> str:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def stage_import(ctx: StageContext, src: Path) -> dict:
+    """Bring a finished shared stage into an arm: hard links (copies across filesystems)."""
+    shutil.copytree(src, ctx.out, dirs_exist_ok=True, copy_function=_link_or_copy)
+    return {"shared_from": str(src)}
+
+
+def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
+    """SPA rounds from the seed-trained policy on the training prompts the seed did not label."""
+    from .data import read_pairs
+    from .iterate import IterateConfig, iterate
+
+    prompts = read_pool(ctx.input("prompts", "train.jsonl"))
+    seeded = {p.prompt_id for p in recipe._read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))}
+    new = [p for p in prompts if p.id not in seeded]
+    if len(new) < study.spa_rounds:
+        new = prompts  # tiny grids: reuse the seed prompts rather than fail
+    write_records(ctx.out / "prompts.jsonl", new)
+    work = ctx.run.path / "work" / f"spa-{ctx.run.manifest['stages'][ctx.name]['key']}"
+    icfg = IterateConfig(prompts=str(ctx.out / "prompts.jsonl"), policy=str(ctx.input("train", "model")),
+                         output_dir=str(work), init_model=cfg.model, rounds=study.spa_rounds, k=study.spa_k,
+                         temperature=study.spa_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                         generation_batch_size=cfg.gen_batch_size, beta=cfg.beta, self_refine_alpha=study.spa_alpha,
+                         finetune=cfg.finetune, lr=cfg.lr, epochs=study.spa_epochs, batch_size=cfg.batch_size,
+                         micro_batch_size=cfg.batch_size, precision=cfg.precision, max_length=cfg.max_length,
+                         seed=cfg.seed, progress=cfg.progress)
+    result = iterate(icfg)
+    if not result.get("final_model"):
+        raise ConfigError(f"SPA rounds stopped early in {work}; rerun to resume")
+    agreement = _spa_agreement(cfg, work, study.spa_rounds, ctx.out)
+    rounds = [{"round": r["round"], "pairs": r.get("pairs"), "skipped": r.get("skipped")} for r in result["rounds"]]
+    write_json(ctx.out / "rounds.json", rounds)
+    shutil.move(result["final_model"], str(ctx.out / "model"))
+    shutil.rmtree(work, ignore_errors=True)
+    return {"spa_pairs": sum(r["pairs"] or 0 for r in rounds), "rounds": len(rounds), **agreement}
+
+
+def _spa_agreement(cfg: RunConfig, work: Path, rounds: int, out: Path) -> dict:
+    """Score SPA's self-annotations (chosen ≻ rejected with probability p) against the gold judge."""
+    from .data import read_training
+    from .types import PreferencePair
+
+    pairs, p_a = [], []
+    for i in range(1, rounds + 1):
+        rdir = work / f"round-{i}"
+        if not (rdir / "pairs.jsonl").exists():
+            continue
+        meta = {it.id: it.meta for it in read_pool(rdir / "pool.jsonl")}
+        for j, row in enumerate(read_training(rdir / "pairs.jsonl")):
+            pairs.append(PreferencePair(f"r{i}:{row.id}:{j}", row.prompt, row.chosen, row.rejected, row.system,
+                                        row.domain, row.id, {"bench": meta.get(row.id, {}).get("bench")}
+                                        if meta.get(row.id, {}).get("bench") else {}))
+            p_a.append(float(row.meta.get("p", 0.5 + (row.confidence or 0.0) / 2)))
+    if not pairs:
+        return {}
+    from .types import Annotation
+
+    auto = [Annotation(p.id, "A", pa, 2 * abs(pa - 0.5), "implicit", {}) for p, pa in zip(pairs, p_a)]
+    return recipe._agreement(auto, recipe._gold(cfg, pairs, "gold"), out)
+
+
+def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa: bool = False) -> list[Stage]:
+    """The recipe's stages with the shared ones imported (and SPA rounds for the spa method)."""
+    imports, stages = [], []
+    for st in recipe.build_stages(cfg):
+        if st.name in SHARED_STAGES:  # imported first: they are ready
+            rec = shared.manifest["stages"][st.name]
+            imports.append(Stage(st.name, lambda c, src=shared.stage_dir(st.name): stage_import(c, src),
+                                 {"shared_key": rec["key"]}))
+        else:
+            stages.append(st)
+    stages = imports + stages
+    if spa:
+        i = [s.name for s in stages].index("train")
+        spa_settings = {k: getattr(study, k) for k in ("spa_rounds", "spa_k", "spa_temperature", "spa_epochs", "spa_alpha")}
+        spa_settings.update({k: getattr(cfg, k) for k in ("model", "finetune", "lr", "beta", "batch_size",
+                                                          "max_length", "max_new_tokens", "top_p", "seed")})
+        stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings, ("prompts", "select", "train")))
+        k = [s.name for s in stages].index("eval_trained")
+        orig = stages[k]
+
+        def eval_spa(c: StageContext) -> dict:
+            view = dataclasses.replace(c, inputs={"prompts": c.inputs["prompts"], "train": c.inputs["spa"]})
+            return recipe.stage_eval_generate(view, cfg, "trained")
+
+        stages[k] = Stage("eval_trained", eval_spa, orig.settings, ("prompts", "spa"))
+    return stages
+
+
+# ---------------------------------------------------------------- the study
+def run_shared(cfg: StudyConfig, log=print) -> RunDir:
+    shared_cfg = cfg.run_config(output_dir=str(Path(cfg.output_dir) / "shared"))
+    run = RunDir(shared_cfg.output_dir, dataclasses.asdict(shared_cfg))
+    run.manifest["seeds"] = {"pool": cfg.seed}
+    for st in recipe.build_stages(shared_cfg):
+        if st.name in SHARED_STAGES:
+            run.run(st, log=lambda m: log(f"shared {m}"))
+    return run
+
+
+def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
+    acfg = arm_config(cfg, arm)
+    acfg.validate()
+    run = RunDir(acfg.output_dir, dataclasses.asdict(acfg))
+    run.manifest["seeds"] = {"arm": arm.seed, "pool": cfg.seed}
+    for st in build_arm_stages(acfg, cfg, shared, spa=arm.method == "spa"):
+        run.run(st, log=lambda m: log(f"{arm.name} {m}"))
+    result = dict(run.summary("evaluate"))
+    ann = run.summary("spa") if arm.method == "spa" else run.summary("annotate")
+    keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "spa_pairs")
+    result.update({k: v for k, v in ann.items() if k in keep})
+    reliability = run.path / ("spa" if arm.method == "spa" else "annotate") / "reliability.png"
+    return {"arm": arm.name, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy, "seed": arm.seed,
+            "dir": str(run.path), "reliability": str(reliability) if reliability.exists() else None, **result}
+
+
+def _outcomes(pool_items) -> tuple[list[float], list[str]]:
+    return [s for it in pool_items for s in it.meta["gold"]], [it.id for it in pool_items for _ in it.meta["gold"]]
+
+
+def curve_points(cfg: StudyConfig, rows: list[dict]) -> list[dict]:
+    """One point per (method, strategy, budget): win rate pooled over seeds, bootstrap over test prompts."""
+    from .metrics import win_rate_with_ci
+
+    init, groups = _outcomes(read_pool(Path(cfg.output_dir) / "shared" / "eval_initial" / "responses.jsonl"))
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["method"], r["strategy"], r["budget"]), []).append(r)
+    points = []
+    for (method, strategy, budget), members in cells.items():
+        a, b, g = [], [], []
+        for r in members:
+            trained, _ = _outcomes(read_pool(Path(r["dir"]) / "eval_trained" / "responses.jsonl"))
+            a += trained
+            b += init
+            g += groups
+        rate, lo, hi = win_rate_with_ci(a, b, groups=g, seed=cfg.seed)
+        labels = sum(r.get("human_labels", 0) for r in members) / len(members)
+        points.append({"method": method, "strategy": strategy, "budget": budget, "human_labels": labels,
+                       "seeds": len(members), "win_rate": rate, "win_rate_low": lo, "win_rate_high": hi})
+    return points
+
+
+def run_study(cfg: StudyConfig, log=print) -> dict:
+    """Run (or resume) the shared stages and every arm; write results.json, the curve and the report."""
+    from .report import label_efficiency_curve_png, write_study_report
+
+    cfg.validate()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arms = expand_arms(cfg)
+    write_json(out / "study.json", {"config": dataclasses.asdict(cfg), "arms": [a.name for a in arms]})
+    shared = run_shared(cfg, log)
+    rows = []
+    for n, arm in enumerate(arms, 1):
+        log(f"arm {n}/{len(arms)}: {arm.name}")
+        rows.append(run_arm(cfg, arm, shared, log))
+    ev = rows[0]  # the baselines are properties of the shared test split and initial policy
+    baselines = {k: ev.get(k) for k in ("gold_initial", "canned_reply_baseline", "canned_reply_ungated",
+                                        "unrequested_format_initial")}
+    points = curve_points(cfg, rows)
+    curve = label_efficiency_curve_png(points, out / "curve.png", train_prompts=cfg.train_prompts)
+    summary = {"arms": rows, "points": points, "baselines": baselines,
+               "pool": shared.summary("pool"), "curve": str(curve)}
+    write_json(out / "results.json", summary)
+    summary["report"], summary["markdown"] = (str(p) for p in write_study_report(out, summary))
+    return summary

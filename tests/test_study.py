@@ -1,0 +1,125 @@
+"""The label-efficiency study on a tiny random model: shared pool, arms, resume, report."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import frugalign.recipe as recipe
+from frugalign.study import StudyConfig, expand_arms, run_study
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, tiny_tokenizer):
+    from conftest import build_model
+
+    tiny_model = build_model(tiny_tokenizer, max_position_embeddings=2048)  # bench prompts are long in a tiny vocab
+    tiny_model.save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
+    return str(tmp_path / "tiny")
+
+
+def tiny_study(tmp_path, tiny_dir, **kw):
+    base = dict(output_dir=str(tmp_path / "study"), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
+                max_new_tokens=8, embedder="none", judge="length", epochs=1, batch_size=2, max_length=1024,
+                eval_samples=2, progress=False, finetune="full", lr=1e-3,
+                methods=["dpo-100", "dpo-seed", "spa"], budgets=[0.5], strategies=["random"], seeds=[0],
+                spa_rounds=1, spa_k=2)
+    base.update(kw)
+    return StudyConfig(**base)
+
+
+def test_expand_arms_grid():
+    cfg = StudyConfig(methods=["dpo-100", "dpo-seed", "drsow", "combined"], budgets=[0.3, 0.1],
+                      strategies=["random", "dissimilar"], seeds=[0, 1])
+    names = [a.name for a in expand_arms(cfg)]
+    assert len(names) == len(set(names)) == 2 * (1 + 4 + 1 + 2)
+    assert "dpo-100-b1-all-s0" in names and "drsow-b0-none-s1" in names
+    assert "combined-b0.1-dissimilar-s1" in names and "combined-b0.1-random-s1" not in names
+
+
+def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
+    calls = {"pool": 0, "initial": 0, "train": 0}
+    real_pool, real_eval, real_train = recipe.stage_pool, recipe.stage_eval_generate, recipe.stage_train
+
+    def pool(ctx, cfg):
+        calls["pool"] += 1
+        return real_pool(ctx, cfg)
+
+    def eval_generate(ctx, cfg, which):
+        calls["initial"] += which == "initial"
+        return real_eval(ctx, cfg, which)
+
+    state = {"fail_in": None}
+
+    def train(ctx, cfg):
+        calls["train"] += 1
+        if state["fail_in"] and state["fail_in"] in str(ctx.run.path):
+            raise KeyboardInterrupt  # the study is killed while training this arm
+        return real_train(ctx, cfg)
+
+    monkeypatch.setattr(recipe, "stage_pool", pool)
+    monkeypatch.setattr(recipe, "stage_eval_generate", eval_generate)
+    monkeypatch.setattr(recipe, "stage_train", train)
+
+    cfg = tiny_study(tmp_path, tiny_dir)
+    state["fail_in"] = "spa-"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, log=lambda m: None)
+    state["fail_in"] = None
+    logs = []
+    summary = run_study(cfg, log=logs.append)
+
+    # The pool and the initial-policy evaluation ran once for all arms, and arms read the same files.
+    assert calls["pool"] == 1 and calls["initial"] == 1
+    study = tmp_path / "study"
+    arms = sorted(p.name for p in (study / "arms").iterdir())
+    assert arms == ["dpo-100-b1-all-s0", "dpo-seed-b0.5-random-s0", "spa-b0.5-random-s0"]
+    for arm in arms:
+        assert os.path.samefile(study / "arms" / arm / "pool" / "pool.jsonl", study / "shared" / "pool" / "pool.jsonl")
+
+    # Resume: the two finished arms were skipped entirely; the killed arm redid only train onward.
+    done = [m for m in logs if "done in" in m]
+    assert not any(m.startswith(("dpo-100", "dpo-seed", "shared")) for m in done)
+    assert [m.split("[")[1].split("]")[0] for m in done] == ["train", "spa", "eval_trained", "evaluate"]
+    assert calls["train"] == 3 + 1  # 2 finished arms + the killed attempt + its resume
+
+    rows = {r["method"]: r for r in summary["arms"]}
+    assert rows["dpo-100"]["human_labels"] == 6 and rows["dpo-seed"]["human_labels"] == 3
+    for r in rows.values():
+        assert 0.0 <= r["win_rate_low"] <= r["win_rate"] <= r["win_rate_high"] <= 1.0
+    assert "agreement_with_gold" in rows["spa"] and rows["spa"]["reliability"] and rows["spa"]["spa_pairs"] >= 1
+    assert len(summary["points"]) == 3
+
+    html = (study / "report.html").read_text()
+    assert "<table>" in html and "gold win rate vs initial" in html and "data:image/png;base64" in html
+    assert "label-efficiency curve" in html.lower() and "dpo-seed-b0.5-random-s0" in html
+    md = (study / "results.md").read_text()
+    assert "| arm |" in md and "![label-efficiency curve](curve.png)" in md
+    assert (study / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((study / "results.json").read_text())["arms"][0]["arm"] == "dpo-100-b1-all-s0"
+
+    # A full rerun does nothing new.
+    logs.clear()
+    run_study(cfg, log=logs.append)
+    assert not any("done in" in m for m in logs)
+
+
+@pytest.mark.parametrize("preset", ["study-quick", "study-full"])
+def test_presets_and_cli_overrides_parse(preset, monkeypatch):
+    import argparse
+
+    from frugalign.commands import study as cmd
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    cmd.register(sub)
+    args = parser.parse_args(["study", preset, "budgets=0.1,0.3", "seeds=0,1"])
+    seen = {}
+    monkeypatch.setattr(cmd, "execute", lambda cfg: seen.setdefault("cfg", cfg) and 0)
+    args.func(args)
+    cfg = seen["cfg"]
+    assert cfg.budgets == [0.1, 0.3] and cfg.seeds == [0, 1] and cfg.output_dir.startswith("runs/study-")
+    assert {a.method for a in expand_arms(cfg)} == set(cfg.methods)
