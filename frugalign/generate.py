@@ -7,6 +7,13 @@ of a prompt in one batch row group, stops each sequence at the model's
 end-of-turn token, and is deterministic for a seed: each batch draws from a
 generator seeded by (seed, index of its first prompt), so results do not
 depend on what ran before.
+
+Faster engines live in :mod:`frugalign.backends` (``get_backend(name, ...)``:
+``fast`` for CPUs, ``vllm`` for GPUs) and share the helpers below: prompt
+encoding with the context check, decoding up to the end-of-turn token, and
+:func:`row_seed`, the per-(prompt, sample) seed that makes their sampling
+independent of batching and of data-parallel sharding
+(:mod:`frugalign.distributed`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,70 @@ class GenerationSettings:
 class GenerationRequest:
     prompt: Prompt
     system: str | None = None
+    # Stable identity for per-prompt seeding (backends that seed per prompt use
+    # it instead of the position in the request list, so a shard of a larger
+    # list samples exactly what the whole list would). None = the position.
+    key: int | None = None
+
+
+def request_keys(requests: Sequence[GenerationRequest]) -> list[int]:
+    """Seeding key of each request: its ``key`` or, when unset, its position."""
+    return [i if r.key is None else int(r.key) for i, r in enumerate(requests)]
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a bijection on 64-bit ints that scatters nearby inputs."""
+    m = 2**64 - 1
+    x = (x + 0x9E3779B97F4A7C15) & m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def row_seed(seed: int, key: int, sample: int) -> int:
+    """A 63-bit seed for sample ``sample`` of prompt ``key`` under ``seed``.
+
+    It depends on nothing else, so sampling is independent of batching and
+    sharding; nearby triples get unrelated generator streams.
+    """
+    m = 2**64 - 1
+    h = _mix64(seed & m)
+    h = _mix64(h ^ (key & m))
+    return _mix64(h ^ (sample & m)) & (2**63 - 1)
+
+
+def context_limit(model) -> int | None:
+    """The model's context length, or None when the config does not say."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def encode_requests(tokenizer, requests: Sequence[GenerationRequest], max_new: int,
+                    limit: int | None) -> list[list[int]]:
+    """Token ids of each rendered prompt; a prompt that cannot fit ``max_new`` more tokens is an error."""
+    if not requests:
+        raise ConfigError("no prompts to generate for")
+    texts = [render_prompt(tokenizer, r.prompt, r.system) for r in requests]
+    ids = tokenizer(texts, add_special_tokens=template_adds_special_tokens(tokenizer))["input_ids"]
+    for i, seq in enumerate(ids):
+        if limit and len(seq) + max_new > limit:
+            raise ContextOverflowError(f"prompt {i}: {len(seq)} tokens + max_new_tokens {max_new} "
+                                       f"exceed the model context of {limit}")
+    return [list(x) for x in ids]
+
+
+def decode_response(tokenizer, tokens: Sequence[int], stop_ids: Sequence[int]) -> str:
+    """Text of generated ``tokens`` up to (not including) the first end-of-turn id."""
+    tokens = list(tokens)
+    for k, t in enumerate(tokens):
+        if t in stop_ids:
+            tokens = tokens[:k]
+            break
+    return tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
 
 class GenerationBackend(Protocol):
@@ -59,21 +130,21 @@ class GenerationBackend(Protocol):
 
 
 class TransformersBackend:
-    """Batched sampling with ``model.generate`` (left padding, KV cache)."""
+    """Batched sampling with ``model.generate`` (left padding, KV cache).
+
+    The reference implementation: every faster path is checked against it.
+    Its sampled outputs depend on which prompts share a batch (one generator
+    per batch); use the ``fast`` backend for per-prompt seeding.
+    """
+
+    per_prompt_seeding = False
 
     def __init__(self, model, tokenizer, *, progress: bool = True):
         self.model, self.tokenizer, self.progress = model, tokenizer, progress
         self.stop_ids = end_of_turn_ids(tokenizer)
 
     def _encode(self, requests: Sequence[GenerationRequest], max_new: int) -> list[list[int]]:
-        texts = [render_prompt(self.tokenizer, r.prompt, r.system) for r in requests]
-        ids = self.tokenizer(texts, add_special_tokens=template_adds_special_tokens(self.tokenizer))["input_ids"]
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        for i, seq in enumerate(ids):
-            if limit and len(seq) + max_new > limit:
-                raise ContextOverflowError(f"prompt {i}: {len(seq)} tokens + max_new_tokens {max_new} "
-                                           f"exceed the model context of {limit}")
-        return ids
+        return encode_requests(self.tokenizer, requests, max_new, context_limit(self.model))
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest],
@@ -118,12 +189,7 @@ class TransformersBackend:
         return [self._decode(row) for row in new]
 
     def _decode(self, row: torch.Tensor) -> str:
-        tokens = row.tolist()
-        for k, t in enumerate(tokens):
-            if t in self.stop_ids:
-                tokens = tokens[:k]
-                break
-        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return decode_response(self.tokenizer, row.tolist(), self.stop_ids)
 
 
 def generate_pool(backend: GenerationBackend, items: Sequence[PromptItem],

@@ -1,0 +1,208 @@
+"""The fast generation path: continuous batching on a slot cache, per-row seeds.
+
+Where the time goes in plain ``model.generate`` on a small CPU (see the
+benchmark, ``benchmarks/generation.py``): the weight matmuls of every decode
+step dominate, and they cost nearly as much for a batch row that has already
+finished (or is left padding) as for a live one, because a step streams all
+weights from memory whatever the batch holds. So this backend keeps every
+row of its batch busy: a sequence that ends frees its slot, and the next
+waiting sequence is prefilled straight into it. Smaller savings: no per-step
+``torch.cat`` of the KV cache or mask rebuild, one prefill per prompt shared
+by its N samples, sampling without the full logits-processor pipeline.
+
+Outputs keep transformers' distribution. Greedy decoding in float32 gives
+the same tokens as ``model.generate``; sampling draws from each sequence's
+own generator (:mod:`.sampling`), so results depend only on
+``(seed, request key, sample index)``, not on batch size or sharding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..chat import end_of_turn_ids
+from ..generate import (GenerationRequest, GenerationSettings, TransformersBackend, context_limit,
+                        decode_response, encode_requests, request_keys, row_seed)
+from .runner import DecoderRunner, unsupported_reason
+from .sampling import make_generator, sample_rows
+
+
+@dataclass
+class _Seq:
+    prompt: int                      # index into the request list
+    sample: int                      # which of the N samples
+    gen: torch.Generator
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class FastStats:
+    sequences: int = 0
+    new_tokens: int = 0              # generated tokens, end-of-turn included
+    decode_steps: int = 0
+    prefills: int = 0
+    prefill_prompts: int = 0
+    row_steps: int = 0               # Σ live rows over decode steps (batch occupancy)
+    seconds: float = 0.0
+
+    @property
+    def mean_rows(self) -> float:
+        """Average number of sequences decoded per step (the batch occupancy)."""
+        return self.row_steps / self.decode_steps if self.decode_steps else 0.0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily run torch ops on ``n`` threads (None/0: leave as is)."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class FastBackend:
+    """Generation backend ``fast``: same interface and outputs as :class:`TransformersBackend`.
+
+    ``batch_size`` of the settings is the number of cache slots (sequences
+    decoded together). ``threads`` sets torch's thread count while
+    generating: on a shared or oversubscribed CPU one thread per process is
+    often much faster than two (OpenMP barriers stall when a core is taken).
+    ``pack`` (default: on where oneDNN supports the dtype) fuses and
+    prepacks the weight matmuls (see :mod:`.runner`); ``pack=False`` keeps
+    the model's own modules, for bit-level float32 parity with ``generate``.
+    Models the runner does not support (see :data:`runner.SUPPORTED_TYPES`)
+    fall back to :class:`TransformersBackend` with a warning.
+    """
+
+    per_prompt_seeding = True
+
+    def __init__(self, model, tokenizer, *, threads: int | None = None, pack: bool | None = None,
+                 progress: bool = True):
+        self.model, self.tokenizer, self.threads, self.progress = model, tokenizer, threads, progress
+        self.stop_ids = end_of_turn_ids(tokenizer)
+        self.stats = FastStats()
+        reason = unsupported_reason(model)
+        self.fallback = None
+        if reason:
+            warnings.warn(f"fast backend: {reason}; using plain transformers generate", stacklevel=2)
+            self.fallback = TransformersBackend(model, tokenizer, progress=progress)
+            self.per_prompt_seeding = False
+        else:
+            self.runner = DecoderRunner(model, pack=pack)
+
+    def generate(self, requests: Sequence[GenerationRequest],
+                 settings: GenerationSettings) -> list[list[str]]:
+        """``settings.n`` responses per request, in request order (see the class docstring)."""
+        settings.validate()
+        if self.fallback is not None:
+            return self.fallback.generate(requests, settings)
+        ids = encode_requests(self.tokenizer, requests, settings.max_new_tokens, context_limit(self.model))
+        keys = request_keys(requests)
+        self.stats = FastStats()
+        start = time.perf_counter()
+        with torch_threads(self.threads):
+            seqs = self._run(ids, keys, settings)
+        self.stats.seconds = time.perf_counter() - start
+        out: list[list[str]] = [[""] * settings.n for _ in requests]
+        for s in seqs:
+            out[s.prompt][s.sample] = decode_response(self.tokenizer, s.tokens, self.stop_ids)
+        return out
+
+    # ------------------------------------------------------------ scheduling
+    def _run(self, ids: list[list[int]], keys: list[int], s: GenerationSettings) -> list[_Seq]:
+        # Shortest prompts first: admissions that happen together have similar lengths.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        pending = deque(_Seq(i, j, make_generator(row_seed(s.seed, keys[i], j)))
+                        for i in order for j in range(s.n))
+        done: list[_Seq] = []
+        slots = min(s.batch_size, len(pending))
+        cache = self.runner.new_cache(slots, max(len(x) for x in ids) + s.max_new_tokens)
+        live: list[_Seq | None] = [None] * slots
+        bar = tqdm(total=len(pending), desc="generating", unit="resp", disable=not self.progress, leave=False)
+        while True:
+            if pending:
+                self._admit(cache, live, pending, ids, s, done, bar)
+                if pending and None in live:
+                    continue                        # sequences that ended at once freed slots again
+            if not pending:
+                self._compact(cache, live)
+            b = sum(x is not None for x in live)
+            if b == 0:
+                break
+            self._step(cache, live[:b], ids, s, done, bar)
+            for r in range(b):
+                if live[r] is not None and self._finished(live[r], s):
+                    live[r] = None
+        bar.close()
+        return done
+
+    def _admit(self, cache, live, pending, ids, s, done, bar) -> None:
+        """Prefill waiting sequences into free slots; samples of one prompt share one prefill."""
+        free = [r for r, x in enumerate(live) if x is None]
+        if not free:
+            return
+        taken = [pending.popleft() for _ in range(min(len(free), len(pending)))]
+        prompts, slot_groups, order = [], [], []
+        for seq, slot in zip(taken, free):
+            if not order or order[-1][0].prompt != seq.prompt:
+                prompts.append(ids[seq.prompt])
+                slot_groups.append([])
+                order.append([])
+            slot_groups[-1].append(slot)
+            order[-1].append(seq)
+        logits = self.runner.prefill(cache, prompts, slot_groups)
+        flat = [q for group in order for q in group]
+        tokens = sample_rows(logits, [q.gen for q in flat], s.temperature, s.top_p).tolist()
+        self.stats.prefills += 1
+        self.stats.prefill_prompts += len(prompts)
+        for q, slot, tok in zip(flat, [x for g in slot_groups for x in g], tokens):
+            q.tokens.append(tok)
+            live[slot] = q
+            if self._finished(q, s):
+                live[slot] = None
+                self._retire(q, done, bar)
+
+    def _step(self, cache, rows: list[_Seq], ids, s, done, bar) -> None:
+        device = self.runner.device
+        last = torch.tensor([q.tokens[-1] for q in rows], device=device)
+        pos = torch.tensor([len(ids[q.prompt]) + len(q.tokens) - 1 for q in rows], device=device)
+        logits = self.runner.decode(cache, last, pos)
+        tokens = sample_rows(logits, [q.gen for q in rows], s.temperature, s.top_p).tolist()
+        self.stats.decode_steps += 1
+        self.stats.row_steps += len(rows)
+        for q, tok in zip(rows, tokens):
+            q.tokens.append(tok)
+            if self._finished(q, s):
+                self._retire(q, done, bar)
+
+    def _finished(self, q: _Seq, s: GenerationSettings) -> bool:
+        return q.tokens[-1] in self.stop_ids or len(q.tokens) >= s.max_new_tokens
+
+    def _retire(self, q: _Seq, done: list[_Seq], bar) -> None:
+        done.append(q)
+        self.stats.sequences += 1
+        self.stats.new_tokens += len(q.tokens)
+        bar.update(1)
+
+    @staticmethod
+    def _compact(cache, live: list) -> None:
+        """Close holes so live rows are ``0..b-1`` (only once nothing is waiting)."""
+        b = sum(x is not None for x in live)
+        holes = [r for r in range(b) if live[r] is None]
+        tail = [r for r in range(b, len(live)) if live[r] is not None]
+        cache.move(tail, holes)
+        for h, t in zip(holes, tail):
+            live[h], live[t] = live[t], None

@@ -1,0 +1,120 @@
+"""The vLLM adapter, driven by a fake engine (vLLM needs a CUDA GPU)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from frugalign.backends import vllm_backend
+from frugalign.backends.vllm_backend import VLLMBackend, check_vllm_usable
+from frugalign.errors import ConfigError, ContextOverflowError
+from frugalign.generate import GenerationRequest, GenerationSettings, row_seed
+from frugalign.logprobs import LogProbScorer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class FakeEngine:
+    """Mimics ``vllm.LLM.generate``: token-id prompts in, RequestOutput-like objects out.
+
+    Generation: sample ``j`` of a request is ``[last prompt id, j, <eot>, 99]`` so the
+    adapter's stop handling and sample order are visible. Scoring: real log-probs of a
+    tiny model, in vLLM's ``prompt_logprobs`` layout (None first, then {token: Logprob}).
+    """
+
+    def __init__(self, model=None, eot=None, max_model_len=256):
+        self.model, self.eot, self.calls = model, eot, []
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=max_model_len))
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append((prompts, params))
+        plist = params if isinstance(params, list) else [params] * len(prompts)
+        outs = []
+        for prompt, p in zip(prompts, plist):
+            ids = prompt["prompt_token_ids"]
+            if getattr(p, "prompt_logprobs", None) is not None:
+                outs.append(SimpleNamespace(prompt_logprobs=self._prompt_logprobs(ids), outputs=[]))
+            else:
+                comps = [SimpleNamespace(token_ids=[ids[-1], 10 + j, self.eot, 99]) for j in range(p.n)]
+                outs.append(SimpleNamespace(outputs=comps, prompt_logprobs=None))
+        return outs
+
+    def _prompt_logprobs(self, ids):
+        with torch.no_grad():
+            lp = torch.log_softmax(self.model(torch.tensor([ids])).logits[0].float(), -1)
+        return [None] + [{ids[t]: SimpleNamespace(logprob=float(lp[t - 1, ids[t]]), rank=1)}
+                         for t in range(1, len(ids))]
+
+
+def _backend(tok, model=None):
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    engine = FakeEngine(model, eot)
+    return VLLMBackend(engine, tok, params_factory=SimpleNamespace), engine
+
+
+def test_generate_adapter(tiny_tokenizer):
+    backend, engine = _backend(tiny_tokenizer)
+    reqs = [GenerationRequest("Paris is"), GenerationRequest("Say hi.", system="Be brief.", key=7)]
+    out = backend.generate(reqs, GenerationSettings(n=2, temperature=0.8, top_p=0.9, max_new_tokens=5, seed=3))
+    prompts, params = engine.calls[0]
+    assert len(out) == 2 and all(len(x) == 2 for x in out)
+    # decoded up to the end-of-turn token; token 99 after it never shows
+    for (prompt, comps) in zip(prompts, out):
+        for j, text in enumerate(comps):
+            assert text == tiny_tokenizer.decode([prompt["prompt_token_ids"][-1], 10 + j],
+                                                 skip_special_tokens=True).strip()
+    assert [p.seed for p in params] == [row_seed(3, 0, 0), row_seed(3, 7, 0)]   # per-request seeds
+    assert params[0].max_tokens == 5 and params[0].top_p == 0.9 and params[0].n == 2
+    assert tiny_tokenizer.convert_tokens_to_ids("<|im_end|>") in params[0].stop_token_ids
+    rendered = tiny_tokenizer.decode(prompts[1]["prompt_token_ids"])
+    assert "Be brief." in rendered and rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_greedy_ignores_top_p(tiny_tokenizer):
+    backend, engine = _backend(tiny_tokenizer)
+    backend.generate([GenerationRequest("x")], GenerationSettings(n=1, temperature=0.0, top_p=0.5))
+    assert engine.calls[0][1][0].top_p == 1.0 and engine.calls[0][1][0].temperature == 0.0
+
+
+def test_score_matches_logprob_scorer(tiny_model, tiny_tokenizer):
+    backend, _ = _backend(tiny_tokenizer, tiny_model)
+    items = [("Paris is", "the capital of France."), ("Write a poem.", "The sea, the sea."),
+             ("Paris is", "a city.")]
+    got = backend.score(items, per_token=True)
+    ref = LogProbScorer(tiny_model, tiny_tokenizer, progress=False).score(items, per_token=True)
+    for g, r in zip(got, ref):
+        assert g.n_tokens == r.n_tokens
+        assert g.logprob == pytest.approx(r.logprob, abs=1e-3)
+        assert g.token_logprobs == pytest.approx(r.token_logprobs, abs=1e-3)
+    assert backend.score([]) == []
+
+
+def test_bad_input(tiny_tokenizer):
+    backend, _ = _backend(tiny_tokenizer)
+    with pytest.raises(ConfigError, match="no prompts"):
+        backend.generate([], GenerationSettings())
+    with pytest.raises(ContextOverflowError, match="context of 256"):
+        backend.generate([GenerationRequest("word " * 300)], GenerationSettings())
+
+
+def test_missing_vllm_and_missing_gpu(monkeypatch):
+    import frugalign.backends as backends
+
+    monkeypatch.setattr(backends, "vllm_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install frugalign\[vllm\]"):
+        check_vllm_usable()
+    with pytest.raises(ConfigError, match=r"pip install frugalign\[vllm\]"):
+        VLLMBackend.from_model("smollm2-135m-instruct")
+    monkeypatch.setattr(backends, "vllm_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        check_vllm_usable()
+    assert "\n" not in vllm_backend.INSTALL_HINT
