@@ -39,6 +39,7 @@ class RunConfig:
     top_p: float = 0.95
     max_new_tokens: int = 96
     gen_batch_size: int = 16
+    backend: str = field(default="auto", metadata={"help": "generation: auto | fast | transformers | vllm"})
     budget: float = field(default=0.3, metadata={"help": "human labels: a fraction of training prompts (<= 1) or a count"})
     strategy: str = "dissimilar"
     embedder: str = "sentence"
@@ -100,11 +101,14 @@ def _load_policy(cfg: RunConfig, spec: str | None = None):
 
 
 def _generate(cfg: RunConfig, items, model_spec: str, n: int, temperature: float, seed: int):
-    from .generate import GenerationSettings, TransformersBackend, generate_pool
+    from .backends import backend_needs_model, get_backend, resolve_backend_name
+    from .generate import GenerationSettings, generate_pool
 
-    model, tok = _load_policy(cfg, model_spec)
+    name = resolve_backend_name(cfg.backend)
+    model, tok = _load_policy(cfg, model_spec) if backend_needs_model(name) else (None, None)
+    backend = get_backend(name, model, tok, model_spec=model_spec, dtype=cfg.dtype, progress=cfg.progress)
     settings = GenerationSettings(n, temperature, cfg.top_p, cfg.max_new_tokens, seed, cfg.gen_batch_size)
-    return generate_pool(TransformersBackend(model, tok, progress=cfg.progress), items, settings)
+    return generate_pool(backend, items, settings)
 
 
 def stage_pool(ctx: StageContext, cfg: RunConfig) -> dict:
@@ -276,8 +280,9 @@ def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
 
 
 def build_stages(cfg: RunConfig) -> list[Stage]:
-    gen = _settings(cfg, "model", "dtype", "n", "temperature", "top_p", "max_new_tokens", "seed")
-    ev = _settings(cfg, "model", "dtype", "eval_samples", "eval_temperature", "top_p", "max_new_tokens", "seed", "task")
+    gen = _settings(cfg, "model", "dtype", "n", "temperature", "top_p", "max_new_tokens", "seed", "backend")
+    ev = _settings(cfg, "model", "dtype", "eval_samples", "eval_temperature", "top_p", "max_new_tokens", "seed",
+                   "task", "backend")
     return [
         Stage("prompts", lambda c: stage_prompts(c, cfg), _settings(cfg, "task", "train_prompts", "test_prompts", "seed")),
         Stage("pool", lambda c: stage_pool(c, cfg), gen, ("prompts",)),
