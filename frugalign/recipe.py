@@ -31,6 +31,7 @@ class RunConfig:
     judge: str | None = field(default=None, metadata={"help": "who labels pairs (default: the task's gold judge); length | module:attr"})
     model: str = DEFAULT_MODEL
     dtype: str = "float32"
+    device: str = field(default="auto", metadata={"help": "auto (a GPU when present) | cpu | cuda"})
     seed: int = 0
     train_prompts: int = 24
     test_prompts: int = 16
@@ -94,10 +95,16 @@ def stage_prompts(ctx: StageContext, cfg: RunConfig) -> dict:
     return out
 
 
+def _device(cfg: RunConfig) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+
+
 def _load_policy(cfg: RunConfig, spec: str | None = None):
     from .models import load_model
 
-    return load_model(spec or cfg.model, dtype=cfg.dtype)
+    return load_model(spec or cfg.model, dtype=cfg.dtype, device=_device(cfg))
 
 
 def _generate(cfg: RunConfig, items, model_spec: str, n: int, temperature: float, seed: int):
@@ -167,7 +174,7 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     human_pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
     human = _read_optional(read_annotations, ctx.input("label", "human.jsonl"))
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
-                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta)
+                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=_device(cfg))
     if cfg.annotator == "weak-judge":
         s.labels = str(ctx.input("label", "human.jsonl"))
     if cfg.annotator == "density-ratio":
@@ -228,6 +235,7 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
                        max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
                        self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
                        gradient_checkpointing=cfg.gradient_checkpointing,
+                       device="cpu" if _device(cfg) == "cpu" else "auto",
                        tensorboard=False, save_every=4)
     summary = train(tcfg)
     shutil.move(str(work / "final"), str(ctx.out / "model"))
