@@ -82,3 +82,12 @@ def tiny_model(tiny_tokenizer):
 @pytest.fixture(scope="session")
 def tiny_model_b(tiny_tokenizer):
     return build_model(tiny_tokenizer, seed=1)
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, tiny_tokenizer):
+    """A tiny model saved as a local model directory, with a context long enough for bench prompts."""
+    model = build_model(tiny_tokenizer, max_position_embeddings=2048)  # bench prompts are long in a tiny vocab
+    model.save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
+    return str(tmp_path / "tiny")

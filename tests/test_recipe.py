@@ -10,16 +10,6 @@ from frugalign.recipe import RunConfig, run_recipe
 from frugalign.report import write_run_report
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tiny_tokenizer):
-    from conftest import build_model
-
-    tiny_model = build_model(tiny_tokenizer, max_position_embeddings=2048)  # bench prompts are long in a tiny vocab
-    tiny_model.save_pretrained(tmp_path / "tiny")
-    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
-    return str(tmp_path / "tiny")
-
-
 def tiny_cfg(tmp_path, tiny_dir, **kw):
     base = dict(output_dir=str(tmp_path / "run"), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
                 max_new_tokens=8, budget=0.5, embedder="none", annotator="none", judge="length", epochs=1, batch_size=2,

@@ -11,16 +11,6 @@ import frugalign.recipe as recipe
 from frugalign.study import StudyConfig, expand_arms, run_study
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tiny_tokenizer):
-    from conftest import build_model
-
-    tiny_model = build_model(tiny_tokenizer, max_position_embeddings=2048)  # bench prompts are long in a tiny vocab
-    tiny_model.save_pretrained(tmp_path / "tiny")
-    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
-    return str(tmp_path / "tiny")
-
-
 def tiny_study(tmp_path, tiny_dir, **kw):
     base = dict(output_dir=str(tmp_path / "study"), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
                 max_new_tokens=8, embedder="none", judge="length", epochs=1, batch_size=2, max_length=1024,
