@@ -25,14 +25,6 @@ from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP hand-offs dominate on a busy 2-core machine (30 s -> 0.5 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # The tiny models have a 256-token context and a character-level tokenizer: keep system prompts short.
 SHORT = {"safety": "Be safe.", "reasoning": "Be exact.", "chat": "Be kind."}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from frugalign.annotate.implicit import ImplicitReward, implicit_annotator
 from frugalign.annotate.base import RewardItem
@@ -11,14 +10,6 @@ from frugalign.errors import ConfigError
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair, PromptItem
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP hand-offs dominate on a busy 2-core machine (30 s -> 0.5 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 RESPONSES = ["The sea is blue.", "Paris.", "I cannot help with that.", "* first item"]

@@ -5,21 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from frugalign.annotate.llm_judge import LLMJudge
 from frugalign.errors import DataError
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP hand-offs dominate on a busy 2-core machine (30 s -> 0.5 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # A tiny template keeps the judge prompt inside the tiny model's 256-token context.

@@ -23,14 +23,6 @@ from frugalign.errors import ConfigError, DataError
 from frugalign.types import Annotation, PreferencePair
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP hand-offs dominate on a busy 2-core machine (30 s -> 0.5 s)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def toy_encoder(texts):
     """16-d embeddings: dimension 0 says good (+1) or bad (−1); the rest is text-seeded noise."""

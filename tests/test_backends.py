@@ -16,15 +16,6 @@ PROMPTS = ["Write a poem about the sea.", "Paris is", "def add(a, b):", "x",
            "Sure! Here is a list: first item second item third", "The quick brown fox"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matmuls on a shared 2-core machine: one thread avoids OpenMP stalls (10x faster here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _reqs(prompts=PROMPTS):
     return [GenerationRequest(p) for p in prompts]
 

@@ -14,14 +14,6 @@ from frugalign.generate import GenerationRequest, GenerationSettings, row_seed
 from frugalign.logprobs import LogProbScorer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class FakeEngine:
     """Mimics ``vllm.LLM.generate``: token-id prompts in, RequestOutput-like objects out.
 
