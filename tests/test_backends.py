@@ -60,6 +60,26 @@ def test_stats_count_tokens_and_occupancy(tiny_model, tiny_tokenizer):
     assert 0 < st.mean_rows <= 4 and st.prefill_prompts >= len(PROMPTS)
 
 
+def test_later_samples_reuse_the_prompt_kv_instead_of_prefilling(tiny_model, tiny_tokenizer, monkeypatch):
+    """With fewer slots than samples, a prompt's later samples copy its K/V from a slot that holds it."""
+    backend = FastBackend(tiny_model, tiny_tokenizer, progress=False)
+    base = dict(n=4, temperature=1.0, max_new_tokens=10, seed=5)
+    reused = backend.generate(_reqs(), GenerationSettings(batch_size=3, **base))
+    st = backend.stats
+    # One prefill per prompt; it fills at most 3 slots, so each prompt's 4th sample (at least) is a reuse.
+    assert st.prefill_prompts == len(PROMPTS) and st.prompt_reuses >= len(PROMPTS)
+    # Forcing a prefill for every sample gives the same samples: the copied K/V and logits are exact.
+    import frugalign.backends.fast_cpu as fast_cpu
+    monkeypatch.setattr(fast_cpu._PromptKV, "source", lambda self, prompt, slot: None)
+    assert backend.generate(_reqs(), GenerationSettings(batch_size=3, **base)) == reused
+    assert backend.stats.prompt_reuses == 0 and backend.stats.prefill_prompts > len(PROMPTS)
+    greedy = GenerationSettings(n=3, temperature=0.0, max_new_tokens=12, batch_size=2)
+    monkeypatch.undo()
+    one = GenerationSettings(n=1, temperature=0.0, max_new_tokens=12, batch_size=2)
+    plain = TransformersBackend(tiny_model, tiny_tokenizer, progress=False).generate(_reqs(), one)
+    assert backend.generate(_reqs(), greedy) == [r * 3 for r in plain] and backend.stats.prompt_reuses > 0
+
+
 def test_sample_rows_matches_distribution_and_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     gens = [make_generator(row_seed(0, k, 0)) for k in range(1)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -44,12 +44,35 @@ class _Seq:
 
 
 @dataclass
+class _PromptKV:
+    """Which prompt's K/V each slot holds, so later samples of a prompt skip its prefill.
+
+    A slot's first ``len(prompt)`` cache positions keep the prompt's K/V while
+    its sample decodes and after it ends, until a prefill or copy overwrites
+    them; ``logits`` keeps each prompt's next-token logits until its last
+    sample has started (``remaining`` counts the samples not yet started).
+    """
+    holder: list[int | None]
+    logits: dict[int, torch.Tensor]
+    remaining: Counter
+
+    def source(self, prompt: int, slot: int) -> int | None:
+        """A slot holding ``prompt``'s K/V (``slot`` itself first), or None."""
+        if prompt not in self.logits:
+            return None
+        if self.holder[slot] == prompt:
+            return slot
+        return next((r for r, p in enumerate(self.holder) if p == prompt), None)
+
+
+@dataclass
 class FastStats:
     sequences: int = 0
     new_tokens: int = 0              # generated tokens, end-of-turn included
     decode_steps: int = 0
     prefills: int = 0
     prefill_prompts: int = 0
+    prompt_reuses: int = 0           # sequences started from another slot's prompt K/V (no prefill)
     row_steps: int = 0               # Σ live rows over decode steps (batch occupancy)
     seconds: float = 0.0
 
@@ -131,10 +154,11 @@ class FastBackend:
         slots = min(s.batch_size, len(pending))
         cache = self.runner.new_cache(slots, max(len(x) for x in ids) + s.max_new_tokens)
         live: list[_Seq | None] = [None] * slots
+        prompts = _PromptKV([None] * slots, {}, Counter(q.prompt for q in pending))
         bar = tqdm(total=len(pending), desc="generating", unit="resp", disable=not self.progress, leave=False)
         while True:
             if pending:
-                self._admit(cache, live, pending, ids, s, done, bar)
+                self._admit(cache, live, pending, ids, s, done, bar, prompts)
                 if pending and None in live:
                     continue                        # sequences that ended at once freed slots again
             if not pending:
@@ -149,26 +173,53 @@ class FastBackend:
         bar.close()
         return done
 
-    def _admit(self, cache, live, pending, ids, s, done, bar) -> None:
-        """Prefill waiting sequences into free slots; samples of one prompt share one prefill."""
+    def _admit(self, cache, live, pending, ids, s, done, bar, prompts: _PromptKV) -> None:
+        """Start waiting sequences in free slots.
+
+        A sequence whose prompt's K/V still sits in some slot (a live or
+        just-finished sample of the same prompt) gets a copy of that slot and
+        the prompt's saved next-token logits: no prefill. The others are
+        prefilled, samples of one prompt sharing one prefill.
+        """
         free = [r for r, x in enumerate(live) if x is None]
         if not free:
             return
         taken = [pending.popleft() for _ in range(min(len(free), len(pending)))]
-        prompts, slot_groups, order = [], [], []
+        reused, copies, groups = [], [], []        # groups: [prompt index, [(seq, slot), ...]]
         for seq, slot in zip(taken, free):
-            if not order or order[-1][0].prompt != seq.prompt:
-                prompts.append(ids[seq.prompt])
-                slot_groups.append([])
-                order.append([])
-            slot_groups[-1].append(slot)
-            order[-1].append(seq)
-        logits = self.runner.prefill(cache, prompts, slot_groups)
-        flat = [q for group in order for q in group]
-        tokens = sample_rows(logits, [q.gen for q in flat], s.temperature, s.top_p).tolist()
-        self.stats.prefills += 1
-        self.stats.prefill_prompts += len(prompts)
-        for q, slot, tok in zip(flat, [x for g in slot_groups for x in g], tokens):
+            prompts.remaining[seq.prompt] -= 1
+            src = prompts.source(seq.prompt, slot)
+            if src is not None:
+                reused.append((seq, slot))
+                if src != slot:
+                    copies.append((src, slot))
+            elif groups and groups[-1][0] == seq.prompt:
+                groups[-1][1].append((seq, slot))
+            else:
+                groups.append([seq.prompt, [(seq, slot)]])
+        cache.move([a for a, _ in copies], [b for _, b in copies])   # before prefill overwrites sources
+        rows = [prompts.logits[q.prompt] for q, _ in reused]
+        for q, slot in reused:
+            prompts.holder[slot] = q.prompt
+        if groups:
+            logits = self.runner.prefill(cache, [ids[p] for p, _ in groups],
+                                         [[slot for _, slot in g] for _, g in groups])
+            start = 0
+            for p, g in groups:
+                prompts.logits[p] = logits[start]
+                for _, slot in g:
+                    prompts.holder[slot] = p
+                start += len(g)
+            rows.extend(logits.unbind(0))
+            self.stats.prefills += 1
+            self.stats.prefill_prompts += len(groups)
+        self.stats.prompt_reuses += len(reused)
+        flat = reused + [x for _, g in groups for x in g]
+        tokens = sample_rows(torch.stack(rows), [q.gen for q, _ in flat], s.temperature, s.top_p).tolist()
+        for p in {q.prompt for q, _ in flat}:
+            if prompts.remaining[p] == 0:           # every sample started: the logits are no longer needed
+                prompts.logits.pop(p, None)
+        for (q, slot), tok in zip(flat, tokens):
             q.tokens.append(tok)
             live[slot] = q
             if self._finished(q, s):
