@@ -10,7 +10,8 @@ from frugalign.backends.fast_cpu import FastBackend
 from frugalign.backends.runner import DecoderRunner, unsupported_reason
 from frugalign.backends.sampling import make_generator, sample_rows
 from frugalign.errors import ConfigError, ContextOverflowError, FrugalignError
-from frugalign.generate import GenerationRequest, GenerationSettings, TransformersBackend, row_seed
+from frugalign.generate import (GenerationRequest, GenerationSettings, TransformersBackend, encode_requests,
+                                row_seed)
 
 PROMPTS = ["Write a poem about the sea.", "Paris is", "def add(a, b):", "x",
            "Sure! Here is a list: first item second item third", "The quick brown fox"]
@@ -58,6 +59,25 @@ def test_stats_count_tokens_and_occupancy(tiny_model, tiny_tokenizer):
     st = backend.stats
     assert st.sequences == 2 * len(PROMPTS) and 0 < st.new_tokens <= 5 * st.sequences
     assert 0 < st.mean_rows <= 4 and st.prefill_prompts >= len(PROMPTS)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_shared_prefix_is_encoded_once_and_changes_nothing(tiny_model, tiny_tokenizer, pack):
+    system = "You are a careful assistant. Answer in one short sentence, please."
+    reqs = [GenerationRequest(p, system=system) for p in PROMPTS]
+    s = GenerationSettings(n=1, temperature=0.0, max_new_tokens=16, batch_size=4)
+    plain = TransformersBackend(tiny_model, tiny_tokenizer, progress=False).generate(reqs, s)
+    backend = FastBackend(tiny_model, tiny_tokenizer, pack=pack, progress=False)
+    assert backend.generate(reqs, s) == plain
+    ids = encode_requests(tiny_tokenizer, reqs, 16, 256)
+    shared = backend.stats.shared_prefix
+    assert shared >= 10 and all(x[:shared] == ids[0][:shared] for x in ids)
+    assert len({x[shared] for x in ids}) > 1 or shared == min(map(len, ids)) - 1   # the longest common prefix
+    # The same prompts without prefix caching sample the same responses.
+    sampled = GenerationSettings(n=2, temperature=1.0, max_new_tokens=12, batch_size=3, seed=1)
+    with_prefix = backend.generate(reqs, sampled)
+    backend.min_shared_prefix = 10**6
+    assert backend.generate(reqs, sampled) == with_prefix and backend.stats.shared_prefix == 0
 
 
 def test_later_samples_reuse_the_prompt_kv_instead_of_prefilling(tiny_model, tiny_tokenizer, monkeypatch):

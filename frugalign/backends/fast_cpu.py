@@ -19,6 +19,7 @@ own generator (:mod:`.sampling`), so results depend only on
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections import Counter, deque
@@ -55,6 +56,8 @@ class _PromptKV:
     holder: list[int | None]
     logits: dict[int, torch.Tensor]
     remaining: Counter
+    shared: int = 0                  # leading tokens common to every prompt, encoded once in `past`
+    past: object = None
 
     def source(self, prompt: int, slot: int) -> int | None:
         """A slot holding ``prompt``'s K/V (``slot`` itself first), or None."""
@@ -72,6 +75,7 @@ class FastStats:
     decode_steps: int = 0
     prefills: int = 0
     prefill_prompts: int = 0
+    shared_prefix: int = 0           # tokens common to every prompt, prefilled once (prefix caching)
     prompt_reuses: int = 0           # sequences started from another slot's prompt K/V (no prefill)
     row_steps: int = 0               # Σ live rows over decode steps (batch occupancy)
     seconds: float = 0.0
@@ -111,6 +115,7 @@ class FastBackend:
     """
 
     per_prompt_seeding = True
+    min_shared_prefix = 8
 
     def __init__(self, model, tokenizer, *, threads: int | None = None, pack: bool | None = None,
                  progress: bool = True):
@@ -155,6 +160,7 @@ class FastBackend:
         cache = self.runner.new_cache(slots, max(len(x) for x in ids) + s.max_new_tokens)
         live: list[_Seq | None] = [None] * slots
         prompts = _PromptKV([None] * slots, {}, Counter(q.prompt for q in pending))
+        prompts.shared, prompts.past = self._shared_prefix(ids)
         bar = tqdm(total=len(pending), desc="generating", unit="resp", disable=not self.progress, leave=False)
         while True:
             if pending:
@@ -172,6 +178,19 @@ class FastBackend:
                     live[r] = None
         bar.close()
         return done
+
+    def _shared_prefix(self, ids: list[list[int]]) -> tuple[int, object]:
+        """Tokens every prompt starts with (a system prompt, the chat template's header), encoded once.
+
+        Every prompt keeps at least one token of its own, so each prefill still
+        ends on a token it computes; prefixes shorter than ``min_shared_prefix``
+        are not worth a separate pass.
+        """
+        shared = min(len(os.path.commonprefix(ids)), min(len(x) for x in ids) - 1)
+        if len(ids) < 2 or shared < self.min_shared_prefix:
+            return 0, None
+        self.stats.shared_prefix = shared
+        return shared, self.runner.encode_prefix(ids[0][:shared])
 
     def _admit(self, cache, live, pending, ids, s, done, bar, prompts: _PromptKV) -> None:
         """Start waiting sequences in free slots.
@@ -202,8 +221,8 @@ class FastBackend:
         for q, slot in reused:
             prompts.holder[slot] = q.prompt
         if groups:
-            logits = self.runner.prefill(cache, [ids[p] for p, _ in groups],
-                                         [[slot for _, slot in g] for _, g in groups])
+            logits = self.runner.prefill(cache, [ids[p][prompts.shared:] for p, _ in groups],
+                                         [[slot for _, slot in g] for _, g in groups], past=prompts.past)
             start = 0
             for p, g in groups:
                 prompts.logits[p] = logits[start]

@@ -179,21 +179,28 @@ class DecoderRunner:
 
     # ------------------------------------------------------------ prefill
     @torch.inference_mode()
-    def prefill(self, cache: SlotCache, prompts: list[list[int]], slots: list[list[int]]) -> torch.Tensor:
+    def prefill(self, cache: SlotCache, prompts: list[list[int]], slots: list[list[int]],
+                past: SlotCache | None = None) -> torch.Tensor:
         """Run ``prompts`` once each and copy their K/V into every slot listed for them.
 
         Returns next-token logits (float32), one row per slot, in the order of
         the flattened ``slots`` lists (prompt sharing: N samples, one prefill).
+        ``past`` (a one-row cache, see :meth:`encode_prefix`) holds the K/V of
+        tokens shared by every prompt: ``prompts`` are then what follows them,
+        and only that is computed (prefix caching).
         """
+        start = past.k[0].shape[2] if past is not None else 0
         lens = torch.tensor([len(p) for p in prompts], device=self.device)
         width = int(lens.max())
         ids = torch.zeros((len(prompts), width), dtype=torch.long, device=self.device)
-        for r, p in enumerate(prompts):  # right padding: positions start at 0 in every row
+        for r, p in enumerate(prompts):  # right padding: positions start at `start` in every row
             ids[r, :len(p)] = torch.tensor(p, device=self.device)
         valid = torch.arange(width, device=self.device)[None, :] < lens[:, None]
         causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
         mask = (causal[None] & valid[:, None, :])[:, None]          # [g, 1, S, S]
-        positions = torch.arange(width, device=self.device)[None].expand(len(prompts), -1)
+        if start:                                                    # the shared prefix is visible to all
+            mask = torch.cat([mask.new_ones(len(prompts), 1, width, start), mask], -1)
+        positions = torch.arange(start, start + width, device=self.device)[None].expand(len(prompts), -1)
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
         src = torch.tensor([g for g, ss in enumerate(slots) for _ in ss], device=self.device)
@@ -201,14 +208,25 @@ class DecoderRunner:
         rep = self.n_heads // self.n_kv
         for li, (layer, ops) in enumerate(zip(self.layers, self.ops)):
             q, k, v = self._qkv(ops, layer.input_layernorm(x), cos, sin)
-            cache.k[li][dst, :, :width] = k.index_select(0, src)
-            cache.v[li][dst, :, :width] = v.index_select(0, src)
+            cache.k[li][dst, :, start:start + width] = k.index_select(0, src)
+            cache.v[li][dst, :, start:start + width] = v.index_select(0, src)
+            if start:
+                cache.k[li][dst, :, :start] = past.k[li]
+                cache.v[li][dst, :, :start] = past.v[li]
+                k = torch.cat([past.k[li].expand(len(prompts), -1, -1, -1), k], 2)
+                v = torch.cat([past.v[li].expand(len(prompts), -1, -1, -1), v], 2)
             out = F.scaled_dot_product_attention(q, _repeat_kv(k, rep), _repeat_kv(v, rep),
                                                  attn_mask=mask, scale=self.scaling)
             x = x + ops.o(out.transpose(1, 2).reshape(len(prompts), width, -1))
             x = x + ops.ffn(layer.post_attention_layernorm(x))
         last = x[torch.arange(len(prompts), device=self.device), lens - 1]   # [g, hidden]
         return self._logits(last.index_select(0, src))
+
+    def encode_prefix(self, tokens: list[int]) -> SlotCache:
+        """The K/V of ``tokens`` alone, as the ``past`` of later :meth:`prefill` calls."""
+        past = self.new_cache(1, len(tokens))
+        self.prefill(past, [tokens], [[0]])
+        return past
 
     # ------------------------------------------------------------ decode
     @torch.inference_mode()
