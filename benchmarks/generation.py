@@ -78,6 +78,9 @@ def parse_args(argv=None):
                    help="comma list of: plain (model.generate), fast, fast-nopack (continuous batching "
                         "with the model's own modules, no fused/prepacked weights)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--random-init", action="store_true",
+                   help="--model is a config+tokenizer dir; weights are random (timing only: every sample "
+                        "runs to max-new-tokens)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for every path (0: torch's default)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--quality-prompts", type=int, default=16,
@@ -207,12 +210,27 @@ def summarise(rows: list[dict]) -> None:
         print(line)
 
 
+def load(args, dtype: str):
+    """The model to benchmark; ``--random-init`` builds it from a config dir (no weights needed)."""
+    import torch
+
+    from frugalign.models import load_model
+
+    if not args.random_init:
+        return load_model(args.model, dtype=dtype, device=args.device)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).to(args.device).eval()
+    return model, AutoTokenizer.from_pretrained(args.model)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
     from frugalign.generate import GenerationRequest
-    from frugalign.models import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -223,7 +241,7 @@ def main(argv=None) -> int:
     rows, notes = [], []
     model32 = None
     for dtype in args.dtypes.split(","):
-        model, tok = load_model(args.model, dtype=dtype, device=args.device)
+        model, tok = load(args, dtype)
         if args.profile:
             profile_paths(args, dtype, model, tok, reqs)
             continue
@@ -231,7 +249,7 @@ def main(argv=None) -> int:
             model32 = model
         rows += throughput(args, dtype, model, tok, reqs)
         if args.quality_prompts:
-            model32 = model32 or load_model(args.model, dtype="float32", device=args.device)[0]
+            model32 = model32 or load(args, "float32")[0]
             notes.append(quality(args, model32, tok, reqs, dtype, model))
     summarise(rows)
     if notes:

@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"frugalign {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from .distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":

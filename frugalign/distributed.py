@@ -53,6 +53,23 @@ def dist_context() -> DistContext:
     return DistContext(state.process_index, state.num_processes, state.local_process_index)
 
 
+def shutdown() -> None:
+    """Tear down the process group, if a launch made one, before the process exits.
+
+    Left to interpreter exit, gloo's worker threads are sometimes destroyed
+    while still joinable and the process aborts ("terminate called without an
+    active exception"), failing a run that had finished.
+    """
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def shard_indices(n: int, ctx: DistContext) -> list[int]:
     """Indices of the items this process handles."""
     return list(range(ctx.rank, n, ctx.world))

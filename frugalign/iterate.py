@@ -32,7 +32,8 @@ from .commands.iterate import IterateConfig  # the settings live with the CLI co
 from .commands.train import TrainConfig
 from .data import read_pool, read_training, write_json, write_records
 from .errors import ConfigError
-from .generate import GenerationSettings, TransformersBackend, generate_pool
+from .backends import backend_needs_model, get_backend, resolve_backend_name
+from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer, ScoreItem
 from .models import load_model
 from .packing import REF_COLUMNS
@@ -111,11 +112,13 @@ def _round_prompts(cfg: IterateConfig, prompts: list[PromptItem], i: int) -> lis
 def _sample(cfg: IterateConfig, start: str, items: list[PromptItem], i: int, path: Path) -> list[PromptItem]:
     if path.exists():
         return read_pool(path)
-    model, tok = load_model(start, device=_device(cfg))
+    name = resolve_backend_name(cfg.backend)
+    dtype = "bfloat16" if cfg.precision == "bf16" else "float32"   # sample in the precision training uses
+    model, tok = load_model(start, dtype=dtype, device=_device(cfg)) if backend_needs_model(name) else (None, None)
+    backend = get_backend(name, model, tok, model_spec=start, dtype=dtype, seed=cfg.seed + i, progress=cfg.progress)
     settings = GenerationSettings(cfg.k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed + i,
                                   cfg.generation_batch_size)
-    with _autocast(model, cfg.precision):
-        pool = generate_pool(TransformersBackend(model, tok, progress=cfg.progress), items, settings)
+    pool = generate_pool(backend, items, settings)
     write_records(path, pool)
     return pool
 

@@ -91,3 +91,35 @@ def tiny_dir(tmp_path, tiny_tokenizer):
     model.save_pretrained(tmp_path / "tiny")
     tiny_tokenizer.save_pretrained(tmp_path / "tiny")
     return str(tmp_path / "tiny")
+
+
+def launch_two_processes(args: list[str], cwd, *, attempts: int = 3):
+    """``accelerate launch`` two CPU (gloo) processes running ``args``; the finished process.
+
+    Gloo's start-up sometimes aborts a worker (SIGABRT, "terminate called
+    without an active exception", pytorch/pytorch#188266) before any of our
+    code runs; only that case is retried, on a fresh port.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               CUDA_VISIBLE_DEVICES="",  # a CPU (gloo) test, also on a machine with a GPU
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    for _ in range(attempts):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # --multi_gpu with no visible GPU is accelerate's torchrun path on CPU (gloo).
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port)] + list(args)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
+        aborted = "terminate called without an active exception" in proc.stderr and "SIGABRT" in proc.stderr
+        if proc.returncode == 0 or not aborted:
+            break
+    return proc

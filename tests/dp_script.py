@@ -45,7 +45,7 @@ def compute(ctx=None) -> dict:
 
 
 def main() -> int:
-    from frugalign.distributed import dist_context
+    from frugalign.distributed import dist_context, shutdown
 
     ctx = dist_context()
     result = compute(ctx)
@@ -53,6 +53,7 @@ def main() -> int:
         result["world"] = ctx.world
         with open(sys.argv[1], "w") as f:
             json.dump(result, f)
+    shutdown()
     return 0
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import launch_two_processes
 from frugalign import distributed
 from frugalign.distributed import DistContext, gather_in_order, shard_indices
 
@@ -41,21 +39,9 @@ def test_map_sharded_simulated_ranks():
     assert merged == distributed.map_sharded(lambda xs: [x * 2 for x in xs], items)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one(tmp_path):
     out = tmp_path / "dp.json"
-    # --multi_gpu with no visible GPU is accelerate's torchrun path on CPU (gloo).
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(HERE / "dp_script.py"), str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=HERE.parent)
+    proc = launch_two_processes([str(HERE / "dp_script.py"), str(out)], HERE.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads(out.read_text())
     assert two["world"] == 2
@@ -69,3 +55,23 @@ def test_two_processes_match_one(tmp_path):
     assert len(one["sampled"]) == len(dp_script.PROMPTS)
     assert all(len(rs) == 2 for rs in one["sampled"])
     assert two["scores"] == pytest.approx(one["scores"], abs=1e-4)
+
+
+def test_score_command_two_processes_match_one(tmp_path, tiny_dir):
+    from frugalign.cli import main
+    from frugalign.data import read_records
+
+    pool = tmp_path / "pool.jsonl"
+    rows = [{"id": f"p{i}", "prompt": p, "responses": [p[::-1], "yes " * (i + 1), "no"]}
+            for i, p in enumerate(["Paris is", "def add(a, b):", "x", "The quick brown fox", "Why?"])]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [f"input={pool}", f"model={tiny_dir}", f"ref_model={tiny_dir}", "progress=false"]
+    assert main(["score", f"output={tmp_path / 'one.jsonl'}"] + args) == 0
+    proc = launch_two_processes(["-m", "frugalign", "score", f"output={tmp_path / 'two.jsonl'}"] + args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "counts for process 0 of 2" in proc.stdout
+    one = [r for _, r in read_records(tmp_path / "one.jsonl")]
+    two = [r for _, r in read_records(tmp_path / "two.jsonl")]
+    assert [(r["prompt_id"], r["response_index"]) for r in two] == [(r["prompt_id"], r["response_index"]) for r in one]
+    assert len(two) == 15 and all(r["ratio"] == pytest.approx(0.0, abs=1e-4) for r in two)
+    assert [r["logprob"] for r in two] == pytest.approx([r["logprob"] for r in one], abs=1e-4)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import build_model
+from conftest import build_model, launch_two_processes
 from frugalign.data import write_records
 from frugalign.train import TrainConfig, train
 
@@ -38,13 +34,8 @@ def test_two_processes_match_one_process(tiny_tokenizer, tmp_path):
     train(TrainConfig(output_dir=str(tmp_path / "one"), threads=1, micro_batch_size=4, **settings))
 
     # two processes × 2 pairs: the same global batch of 4
-    launcher = Path(sys.executable).parent / "accelerate"
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "frugalign", "train",
-           f"output_dir={tmp_path / 'two'}", "micro_batch_size=2"] + [f"{k}={v}" for k, v in settings.items()]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1]),
-           "CUDA_VISIBLE_DEVICES": ""}  # a CPU (gloo) test, also on a machine with a GPU
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = launch_two_processes(["-m", "frugalign", "train", f"output_dir={tmp_path / 'two'}", "micro_batch_size=2"]
+                                + [f"{k}={v}" for k, v in settings.items()], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     one, two = ([json.loads(ln) for ln in open(tmp_path / d / "metrics.jsonl")] for d in ("one", "two"))

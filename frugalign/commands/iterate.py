@@ -30,6 +30,7 @@ class IterateConfig:
     top_p: float = 1.0
     max_new_tokens: int = 96
     generation_batch_size: int = 16
+    backend: str = field(default="auto", metadata={"help": "sampling: auto | fast | transformers | vllm"})
     beta: float = 0.1
     min_reward_gap: float = field(default=0.0, metadata={"help": "drop prompts whose best-worst reward gap is <= this (ties)"})
     lambdas: list | None = field(default=None, metadata={"help": "noise-detection λ per round (default 1/2, 1/4, 1/8, ...)"})
@@ -63,6 +64,10 @@ class IterateConfig:
                 raise ConfigError(f"need one λ >= 0 per round ({self.rounds}), got {self.lambdas}")
         if self.beta <= 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}")
+        from ..backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown generation backend {self.backend!r}; available: {', '.join(BACKENDS)}")
 
     def noise_lambda(self, round_index: int) -> float:
         """λ for round ``round_index`` (1-based): the paper's 1/2, 1/4, 1/8, ... unless given."""

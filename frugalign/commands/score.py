@@ -1,4 +1,8 @@
-"""``frugalign score``: response log-probs under a model (optionally minus a reference model)."""
+"""``frugalign score``: response log-probs under a model (optionally minus a reference model).
+
+Under ``accelerate launch`` with several processes each process scores a
+shard of the responses and rank 0 writes them all, in input order.
+"""
 
 from __future__ import annotations
 
@@ -64,22 +68,27 @@ def _items_from_file(path):
 def run(args) -> int:
     cfg = build_config(ScoreConfig, args)
     from ..data import write_records
+    from ..distributed import dist_context, score
     from ..logprobs import LogProbScorer
     from ..models import load_model
 
     rows = _items_from_file(cfg.input)
     items = [it for _, it in rows]
+    ctx = dist_context()   # under `accelerate launch`, each process scores a shard
+    device = f"cuda:{ctx.local_rank}" if ctx.world > 1 and cfg.device == "cuda" else cfg.device
     kw = dict(token_budget=cfg.token_budget, max_batch=cfg.max_batch, share_prompts=cfg.share_prompts,
-              overflow=cfg.overflow, progress=cfg.progress)
-    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+              overflow=cfg.overflow, progress=cfg.progress and ctx.is_main)
+    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=device)
     scorer = LogProbScorer(model, tok, desc=f"scoring ({cfg.model})", **kw)
-    results = scorer.score(items, per_token=cfg.per_token)
-    stats = scorer.stats
+    results = score(scorer, items, ctx, per_token=cfg.per_token)
+    stats = scorer.stats       # this process's shard
     ref_results = None
     if cfg.ref_model:
         del model
-        ref, ref_tok = load_model(cfg.ref_model, dtype=cfg.dtype, device=cfg.device)
-        ref_results = LogProbScorer(ref, ref_tok, desc=f"scoring ({cfg.ref_model})", **kw).score(items)
+        ref, ref_tok = load_model(cfg.ref_model, dtype=cfg.dtype, device=device)
+        ref_results = score(LogProbScorer(ref, ref_tok, desc=f"scoring ({cfg.ref_model})", **kw), items, ctx)
+    if not ctx.is_main:
+        return 0
     out = []
     for k, ((key, _), res) in enumerate(zip(rows, results)):
         rec = dict(key, logprob=res.logprob, n_tokens=res.n_tokens, skipped=res.skipped)
@@ -90,6 +99,7 @@ def run(args) -> int:
             rec["ratio"] = res.logprob - ref_results[k].logprob
         out.append(rec)
     write_records(cfg.output, out)
-    print(f"scored {len(items)} responses ({stats.tokens_scored} tokens, {stats.groups} shared prompts, "
-          f"{stats.overflow_skipped} skipped and {stats.overflow_truncated} truncated for context) -> {cfg.output}")
+    shard = f" (counts for process 0 of {ctx.world})" if ctx.world > 1 else ""
+    print(f"scored {len(items)} responses -> {cfg.output}; {stats.tokens_scored} tokens, {stats.groups} shared "
+          f"prompts, {stats.overflow_skipped} skipped and {stats.overflow_truncated} truncated for context{shard}")
     return 0
