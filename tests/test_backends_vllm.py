@@ -110,3 +110,53 @@ def test_missing_vllm_and_missing_gpu(monkeypatch):
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         check_vllm_usable()
     assert "\n" not in vllm_backend.INSTALL_HINT
+
+
+def test_score_command_with_vllm_backend(tmp_path, tiny_dir, monkeypatch, capsys):
+    """``frugalign score backend=vllm`` writes what the torch scorer writes (fake engine on the same weights)."""
+    import json
+
+    from frugalign import backends
+    from frugalign.cli import main
+    from frugalign.data import read_records
+    from frugalign.models import load_model
+
+    model, tok = load_model(tiny_dir)
+    monkeypatch.setattr(backends, "vllm_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    loaded = []
+
+    def fake_from_model(spec, **kw):
+        loaded.append(spec)
+        return VLLMBackend(FakeEngine(model, tok.convert_tokens_to_ids("<|im_end|>")), tok,
+                           params_factory=SimpleNamespace)
+
+    monkeypatch.setattr(VLLMBackend, "from_model", staticmethod(fake_from_model))
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps({"id": "p", "prompt": "Paris is", "responses": ["the capital.", "a city"]}) + "\n")
+    common = [f"input={pool}", f"model={tiny_dir}", "progress=false"]
+    assert main(["score", f"output={tmp_path / 'v.jsonl'}", "backend=vllm", f"ref_model={tiny_dir}"] + common) == 0
+    assert loaded == [tiny_dir, tiny_dir] and "with vllm" in capsys.readouterr().out
+    assert main(["score", f"output={tmp_path / 't.jsonl'}"] + common) == 0
+    v = [r for _, r in read_records(tmp_path / "v.jsonl")]
+    t = [r for _, r in read_records(tmp_path / "t.jsonl")]
+    assert [r["n_tokens"] for r in v] == [r["n_tokens"] for r in t]
+    assert [r["logprob"] for r in v] == pytest.approx([r["logprob"] for r in t], abs=1e-3)
+    assert all(r["ratio"] == pytest.approx(0.0) for r in v)
+
+
+def test_score_command_vllm_missing_is_one_line(tmp_path, tiny_dir, monkeypatch, capsys):
+    import json
+
+    from frugalign import backends
+    from frugalign.cli import main
+
+    monkeypatch.setattr(backends, "vllm_available", lambda: False)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps({"id": "p", "prompt": "Paris is", "responses": ["x"]}) + "\n")
+    assert main(["score", f"input={pool}", f"output={tmp_path / 'o.jsonl'}", f"model={tiny_dir}",
+                 "backend=vllm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install frugalign[vllm]" in err and "\n" not in err and not (tmp_path / "o.jsonl").exists()
+    assert main(["score", f"input={pool}", f"output={tmp_path / 'o.jsonl'}", "backend=onnx"]) == 2
+    assert "unknown scoring backend 'onnx'" in capsys.readouterr().err

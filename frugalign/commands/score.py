@@ -26,11 +26,15 @@ class ScoreConfig:
     share_prompts: bool = True
     overflow: str = field(default="error", metadata={"help": "error | skip | truncate"})
     per_token: bool = False
+    backend: str = field(default="torch", metadata={"help": "torch (frugalign's batched scorer) | vllm "
+                                                              "(prompt_logprobs on a GPU; pip install frugalign[vllm])"})
     progress: bool = True
 
     def validate(self) -> None:
         if not self.input or not self.output:
             raise ConfigError("score needs input=... and output=...")
+        if self.backend not in ("torch", "vllm"):
+            raise ConfigError(f"unknown scoring backend {self.backend!r}; available: torch, vllm")
 
 
 def register(sub) -> None:
@@ -69,8 +73,6 @@ def run(args) -> int:
     cfg = build_config(ScoreConfig, args)
     from ..data import write_records
     from ..distributed import dist_context, score
-    from ..logprobs import LogProbScorer
-    from ..models import load_model
 
     rows = _items_from_file(cfg.input)
     items = [it for _, it in rows]
@@ -78,15 +80,13 @@ def run(args) -> int:
     device = f"cuda:{ctx.local_rank}" if ctx.world > 1 and cfg.device == "cuda" else cfg.device
     kw = dict(token_budget=cfg.token_budget, max_batch=cfg.max_batch, share_prompts=cfg.share_prompts,
               overflow=cfg.overflow, progress=cfg.progress and ctx.is_main)
-    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=device)
-    scorer = LogProbScorer(model, tok, desc=f"scoring ({cfg.model})", **kw)
+    scorer = _scorer(cfg, cfg.model, device, kw)
     results = score(scorer, items, ctx, per_token=cfg.per_token)
-    stats = scorer.stats       # this process's shard
+    stats = getattr(scorer, "stats", None)      # this process's shard
     ref_results = None
     if cfg.ref_model:
-        del model
-        ref, ref_tok = load_model(cfg.ref_model, dtype=cfg.dtype, device=device)
-        ref_results = score(LogProbScorer(ref, ref_tok, desc=f"scoring ({cfg.ref_model})", **kw), items, ctx)
+        del scorer   # one model in memory at a time
+        ref_results = score(_scorer(cfg, cfg.ref_model, device, kw), items, ctx)
     if not ctx.is_main:
         return 0
     out = []
@@ -100,6 +100,32 @@ def run(args) -> int:
         out.append(rec)
     write_records(cfg.output, out)
     shard = f" (counts for process 0 of {ctx.world})" if ctx.world > 1 else ""
-    print(f"scored {len(items)} responses -> {cfg.output}; {stats.tokens_scored} tokens, {stats.groups} shared "
-          f"prompts, {stats.overflow_skipped} skipped and {stats.overflow_truncated} truncated for context{shard}")
+    counts = (f"; {stats.tokens_scored} tokens, {stats.groups} shared prompts, {stats.overflow_skipped} skipped "
+              f"and {stats.overflow_truncated} truncated for context{shard}") if stats is not None else \
+        f"; {sum(r.skipped for r in results)} skipped for context"
+    print(f"scored {len(items)} responses with {cfg.backend} -> {cfg.output}{counts}")
     return 0
+
+
+def _scorer(cfg: ScoreConfig, spec: str, device: str, options: dict):
+    """Something with ``score(items, per_token=...)``: the torch scorer or a vLLM engine."""
+    if cfg.backend == "vllm":
+        from ..backends.vllm_backend import VLLMBackend, check_vllm_usable
+
+        check_vllm_usable()   # before loading anything: a missing extra or GPU is a one-line error
+        return _VLLMScorer(VLLMBackend.from_model(spec, dtype=cfg.dtype), cfg.overflow)
+    from ..logprobs import LogProbScorer
+    from ..models import load_model
+
+    model, tok = load_model(spec, dtype=cfg.dtype, device=device)
+    return LogProbScorer(model, tok, desc=f"scoring ({spec})", **options)
+
+
+class _VLLMScorer:
+    """The vLLM backend's ``score`` with this command's overflow policy bound."""
+
+    def __init__(self, backend, overflow: str):
+        self.backend, self.overflow = backend, overflow
+
+    def score(self, items, per_token: bool = False):
+        return self.backend.score(items, per_token=per_token, overflow=self.overflow)
