@@ -7,8 +7,11 @@ finished (or is left padding) as for a live one, because a step streams all
 weights from memory whatever the batch holds. So this backend keeps every
 row of its batch busy: a sequence that ends frees its slot, and the next
 waiting sequence is prefilled straight into it. Smaller savings: no per-step
-``torch.cat`` of the KV cache or mask rebuild, one prefill per prompt shared
-by its N samples, sampling without the full logits-processor pipeline.
+``torch.cat`` of the KV cache or mask rebuild, sampling without the full
+logits-processor pipeline, and prefill work done once: the N samples of a
+prompt share one prefill (a sample that starts later copies the prompt's
+K/V from a slot that holds it), and tokens every prompt starts with (system
+prompt, template header) are encoded once per call (prefix caching).
 
 Outputs keep transformers' distribution. Greedy decoding in float32 gives
 the same tokens as ``model.generate``; sampling draws from each sequence's
