@@ -18,6 +18,7 @@ later loads read that directory (~0.4 s instead of ~15 s).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -165,6 +166,24 @@ def resolve_source(spec: str) -> ModelSource:
     return ModelSource("hub", spec, name=spec)
 
 
+@contextlib.contextmanager
+def quiet_weight_io():
+    """Silence transformers' per-shard "Loading weights" / "Writing model shards" bars.
+
+    They flash by for small models, clutter logs, and ignore ``progress=false``;
+    frugalign's own stages show the progress that matters.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32", device: str = "cpu",
                trust_remote_code: bool = False, tokenizer_only: bool = False):
     """Load ``(model, tokenizer)``; the model is in eval mode on ``device``.
@@ -176,12 +195,13 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
     torch_dtype = resolve_dtype(dtype)
     _check_device(device)
     src = resolve_source(spec)
-    if src.kind == "embedded":
-        src = ModelSource("dir", str(materialized_dir(spec)), name=spec)
-    if src.kind == "gguf":
-        model, tok = _load_gguf(Path(src.path) / src.gguf_file, torch_dtype, device, tokenizer_only)
-    else:
-        model, tok = _load_pretrained(src, torch_dtype, device, trust_remote_code, tokenizer_only)
+    with quiet_weight_io():
+        if src.kind == "embedded":
+            src = ModelSource("dir", str(materialized_dir(spec)), name=spec)
+        if src.kind == "gguf":
+            model, tok = _load_gguf(Path(src.path) / src.gguf_file, torch_dtype, device, tokenizer_only)
+        else:
+            model, tok = _load_pretrained(src, torch_dtype, device, trust_remote_code, tokenizer_only)
     _ensure_pad_token(tok)
     if model is not None:
         model.eval()

@@ -44,7 +44,7 @@ from .commands.train import NON_MATH, TrainConfig  # the settings live with the 
 from .data import write_json, write_records
 from .errors import ConfigError
 from .losses import SelfRefinement, get_loss
-from .models import load_model
+from .models import load_model, quiet_weight_io
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, collate, mixed_logps,
                       precompute_reference, read_table)
 
@@ -383,12 +383,13 @@ def save_final(run: Run) -> Path:
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         model = run.policy
-        if run.cfg.finetune == "lora":
-            model.save_pretrained(str(tmp / "adapter"))
-            model = model.merge_and_unload()
-        model.config.use_cache = True
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        run.tokenizer.save_pretrained(str(tmp))
+        with quiet_weight_io():
+            if run.cfg.finetune == "lora":
+                model.save_pretrained(str(tmp / "adapter"))
+                model = model.merge_and_unload()
+            model.config.use_cache = True
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            run.tokenizer.save_pretrained(str(tmp))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     acc.wait_for_everyone()
