@@ -275,6 +275,16 @@ def reduce_losses(losses: Tensor, weights: float | Tensor | None = None, mode: s
 # --------------------------------------------------------------------------- SPA
 
 
+def recent_window(run_margins: int, batch: int, cap: int = 1024) -> int:
+    """How many margins count as "recent" for SPA's threshold in a run that sees ``run_margins``.
+
+    A tenth of the run, at least one batch, at most ``cap``. A window that spans
+    the whole run would compare late margins with the small early ones (policy
+    ≈ reference) and, as margins grow, flag nothing.
+    """
+    return int(max(batch, min(cap, run_margins // 10)))
+
+
 class SelfRefinement:
     """SPA's noise-aware label smoothing from a rolling window of margins.
 

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .commands.train import NON_MATH, TrainConfig  # the settings live with the CLI command
 from .data import write_json, write_records
 from .errors import ConfigError
-from .losses import SelfRefinement, get_loss
+from .losses import SelfRefinement, get_loss, recent_window
 from .models import load_model, quiet_weight_io
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, collate, mixed_logps,
                       precompute_reference, read_table)
@@ -339,7 +339,8 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
                               num_training_steps=total)
     refine = None
     if cfg.self_refine_alpha > 0:
-        refine = SelfRefinement(cfg.self_refine_alpha, cfg.self_refine_warmup, cfg.self_refine_percentile, cfg.self_refine_window)
+        window = cfg.self_refine_window or recent_window(total * cfg.batch_size, cfg.batch_size)
+        refine = SelfRefinement(cfg.self_refine_alpha, cfg.self_refine_warmup, cfg.self_refine_percentile, window)
     run = Run(cfg, acc, policy, scorer, acc.prepare_model(scorer), optimizer, scheduler, refine, noise_ref,
               examples, tokenizer, total, spe, info=info)
     done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())

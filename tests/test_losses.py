@@ -365,3 +365,29 @@ def test_self_refinement_bad_input():
         SelfRefinement().smoothing(torch.tensor([0.0, float("nan")]), step=0, total_steps=1)
     with pytest.raises(ValueError, match="SelfRefinement state"):
         SelfRefinement().load_state_dict({"alpha": 0.1})
+
+
+def test_recent_window_is_a_tenth_of_the_run_within_bounds():
+    from frugalign.losses import recent_window
+
+    assert recent_window(800, 8) == 80          # 100 steps of 8 pairs: the last 10 steps
+    assert recent_window(40, 8) == 8            # never less than one batch
+    assert recent_window(100_000, 8) == 1024    # long runs keep the old cap
+    assert recent_window(10, 32) == 32
+
+
+def test_whole_run_window_stops_flagging_as_margins_grow_recent_window_does_not():
+    """Noisy margins that grow over training (the usual case): only a recent window keeps flagging."""
+    from frugalign.losses import recent_window
+
+    steps, batch = 100, 8
+    g = torch.Generator().manual_seed(0)
+    margins = [torch.randn(batch, generator=g) + 0.1 * s for s in range(steps)]   # noise sd 1, trend up
+    flagged = {}
+    for window in (1024, recent_window(steps * batch, batch)):
+        refine = SelfRefinement(alpha=0.1, warmup_fraction=0.2, window=window)
+        out = [refine.smoothing(m, step=s, total_steps=steps) for s, m in enumerate(margins)]
+        flagged[window] = sum(int((o > 0).sum()) for o in out[steps // 2:])      # second half: 400 pairs
+    assert flagged[1024] == 0
+    # 80 margins (10 steps, trend 1.0 across them): about P(z < -1.8) ≈ 4% of pairs below the 10th percentile
+    assert 0.01 * 400 <= flagged[80] <= 0.15 * 400

@@ -40,7 +40,8 @@ class TrainConfig:
     self_refine_alpha: float = field(default=0.0, metadata={"help": "SPA smoothing α on flagged pairs (0 = off)"})
     self_refine_warmup: float = 0.2
     self_refine_percentile: float = 10.0
-    self_refine_window: int = 1024
+    self_refine_window: int = field(default=0, metadata={"help": "margins in SPA's rolling window (0: a tenth of "
+                                                                 "the run's pairs, at least one batch, at most 1024)"})
     noise_lambda: float = field(default=0.0, metadata={"help": "SPA decoupled noise detection λ (margins from (1+λ)h_θ − λh_ref)"})
     finetune: Literal["full", "lora"] = "full"
     lora_r: int = 16
@@ -91,7 +92,10 @@ class TrainConfig:
                 raise ConfigError(message)
         from ..losses import SelfRefinement  # validates α, warmup, percentile, window
 
-        SelfRefinement(self.self_refine_alpha, self.self_refine_warmup, self.self_refine_percentile, self.self_refine_window)
+        if self.self_refine_window < 0:
+            raise ConfigError(f"self_refine_window must be >= 0 (0: automatic), got {self.self_refine_window}")
+        SelfRefinement(self.self_refine_alpha, self.self_refine_warmup, self.self_refine_percentile,
+                       self.self_refine_window or 1)
 
     @property
     def learning_rate(self) -> float:
