@@ -193,3 +193,18 @@ def test_lora_wrapped_model_keeps_its_adapters(tiny_tokenizer):
     fast = FastBackend(model, tiny_tokenizer, progress=False)
     assert fast.runner.ops[0].packed is False        # LoRA layers are called, not fused
     assert fast.generate(_reqs(), s) == plain
+
+
+@pytest.mark.integration
+def test_fast_greedy_equals_plain_generate_on_the_embedded_default():
+    """SmolLM2-135M, float32, prepacked matmuls, prefix caching (its default system prompt is shared)."""
+    from frugalign.models import load_model
+
+    model, tok = load_model("smollm2-135m-instruct")
+    reqs = _reqs(["What is the capital of France?", "Write a haiku about autumn.", "Why is the sky blue?",
+                  "List three animals that live in the ocean."])
+    s = GenerationSettings(n=1, temperature=0.0, max_new_tokens=32, batch_size=3)
+    plain = TransformersBackend(model, tok, progress=False).generate(reqs, s)
+    backend = FastBackend(model, tok, progress=False)
+    assert backend.runner.pack and backend.generate(reqs, s) == plain
+    assert backend.stats.shared_prefix >= 8 and all(r[0].strip() for r in plain)
