@@ -66,6 +66,13 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
     # round 1's reference log-probs are the seed policy's own, as training would compute them
     rows = [json.loads(ln) for ln in open(tmp_path / "spa" / "round-1" / "pairs.jsonl")]
     model, tok = load_model(seed_policy)
+    # sampling went through the fast backend (backend=auto on CPU) with round 1's seed
+    from frugalign.backends.fast_cpu import FastBackend
+    from frugalign.generate import GenerationRequest, GenerationSettings
+
+    expected = FastBackend(model, tok, progress=False).generate(
+        [GenerationRequest(q) for q in questions[:2]], GenerationSettings(3, 1.0, 1.0, 6, cfg.seed + 1, 16))
+    assert [p["responses"] for p in pool] == expected
     scored = LogProbScorer(model, tok, progress=False).score([ScoreItem(r["prompt"], r["chosen"]) for r in rows])
     assert [s.logprob for s in scored] == pytest.approx([r["ref_chosen_logps"] for r in rows], abs=1e-4)
     assert all(r["meta"]["reward_chosen"] > r["meta"]["reward_rejected"] for r in rows)
@@ -82,3 +89,5 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
 
     with pytest.raises(ConfigError, match="different config"):
         iterate(IterateConfig(**{**cfg.__dict__, "k": 4}))
+    with pytest.raises(ConfigError, match="unknown generation backend 'nope'"):
+        IterateConfig(**{**cfg.__dict__, "backend": "nope"}).validate()
