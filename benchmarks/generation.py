@@ -211,19 +211,9 @@ def summarise(rows: list[dict]) -> None:
 
 
 def load(args, dtype: str):
-    """The model to benchmark; ``--random-init`` builds it from a config dir (no weights needed)."""
-    import torch
+    from _models import load_for_benchmark
 
-    from frugalign.models import load_model
-
-    if not args.random_init:
-        return load_model(args.model, dtype=dtype, device=args.device)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    config = AutoConfig.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).to(args.device).eval()
-    return model, AutoTokenizer.from_pretrained(args.model)
+    return load_for_benchmark(args.model, dtype, args.device, args.random_init)
 
 
 def main(argv=None) -> int:

@@ -19,8 +19,8 @@ import time
 
 import torch
 
+from _models import load_for_benchmark
 from frugalign.logprobs import LogProbScorer, ScoreItem
-from frugalign.models import load_model
 
 WORDS = ("model data label human pair answer question reason careful short clear helpful prompt "
          "response policy reward train score sample value number river mountain city music garden "
@@ -100,14 +100,7 @@ def timed(fn):
 
 def load(args, dtype_name: str):
     """The model to benchmark; ``--random-init`` builds it from a config dir (timing only, no weights needed)."""
-    if not args.random_init:
-        return load_model(args.model, dtype=dtype_name, device=args.device)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    config = AutoConfig.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype_name)).to(args.device).eval()
-    return model, AutoTokenizer.from_pretrained(args.model)
+    return load_for_benchmark(args.model, dtype_name, args.device, args.random_init)
 
 
 def synchronize(device: str) -> None:
