@@ -37,16 +37,11 @@ from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer, ScoreItem
 from .models import load_model
 from .packing import REF_COLUMNS
+from .precision import autocast, resolve_precision
 from .train import train
 from .types import PromptItem, TrainingRow
 
 __all__ = ["IterateConfig", "implicit_rewards", "iterate", "min_max_pairs"]
-
-
-def _autocast(model, precision: str):
-    """Score in the precision training will use, so stored reference log-probs match its forward."""
-    device = next(model.parameters()).device.type
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def response_logps(model, tokenizer, pool: list[PromptItem], *, max_length: int, precision: str,
@@ -54,7 +49,7 @@ def response_logps(model, tokenizer, pool: list[PromptItem], *, max_length: int,
     """Σ log π(y|x) of every response of every prompt (NaN where it does not fit ``max_length``)."""
     items = [ScoreItem(it.prompt, r, it.system) for it in pool for r in it.responses]
     scorer = LogProbScorer(model, tokenizer, max_length=max_length, overflow="skip", progress=progress, desc=desc)
-    with _autocast(model, precision):
+    with autocast(precision, next(model.parameters()).device):  # as training will: stored refs match its forward
         flat = [float("nan") if s.skipped else s.logprob for s in scorer.score(items)]
     out, k = [], 0
     for it in pool:
@@ -178,6 +173,7 @@ def iterate(cfg: IterateConfig) -> dict:
     from accelerate import PartialState
 
     cfg.validate()
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, _device(cfg)))
     state = PartialState(cpu=cfg.device == "cpu")
     prompts = read_pool(cfg.prompts)
     plan = [_round_prompts(cfg, prompts, i) for i in range(1, cfg.rounds + 1)]  # fail before any work

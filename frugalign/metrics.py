@@ -438,8 +438,8 @@ def bootstrap_ci(
     pooled: samples of one prompt are correlated, so an item-level bootstrap
     would give too narrow an interval. Deterministic for a given seed.
     """
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
+    v = np.asarray(values, dtype=float)  # rows are items: a 2-D array resamples whole rows
+    if len(v) == 0:
         return float("nan"), float("nan")
     if not 0 < alpha < 1:
         raise ValueError("alpha must be in (0, 1)")
@@ -447,7 +447,7 @@ def bootstrap_ci(
     boot = np.empty(n_boot, dtype=float)
     if groups is None:
         for i in range(n_boot):
-            boot[i] = stat(v[rng.integers(0, v.size, v.size)])
+            boot[i] = stat(v[rng.integers(0, len(v), len(v))])
     else:
         _check_same_len(v, groups)
         members: dict[Hashable, list[int]] = {}
@@ -457,7 +457,9 @@ def bootstrap_ci(
         for i in range(n_boot):
             pick = rng.integers(0, len(index_sets), len(index_sets))
             boot[i] = stat(v[np.concatenate([index_sets[j] for j in pick])])
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    if np.isnan(boot).mean() > 0.5:  # a statistic undefined on most resamples has no interval
+        return float("nan"), float("nan")
+    low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 
 

@@ -61,11 +61,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FRUGALIGN_CACHE", Path.home() / ".cache" / "frugalign"))
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:
+    """A torch dtype from its name; ``auto`` is bfloat16 only where ``device`` runs it natively and faster."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        from .precision import resolve_dtype_name
+
+        dtype = resolve_dtype_name("auto", device=device)
     if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+        raise ConfigError(f"unknown dtype {dtype!r}; expected auto or one of {sorted(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -219,8 +224,8 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
     ``.gguf`` file, or a hub id (online only). ``trust_remote_code`` stays off
     unless asked for.
     """
-    torch_dtype = resolve_dtype(dtype)
     _check_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
     src = resolve_source(spec)
     with quiet_weight_io():
         if src.kind == "embedded":

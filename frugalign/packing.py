@@ -45,6 +45,7 @@ class Example:
     weight: float
     smoothing: float
     ref: tuple[float, float] | None = None  # reference log-probs (chosen, rejected)
+    trunk: torch.Tensor | None = None       # cached input of the first trainable layer [len(ids), d]
 
 
 def pack_pair(ec, er) -> tuple[list[int], list[int], int, int, tuple, tuple]:
@@ -119,7 +120,10 @@ def precompute_reference(examples, rows, tokenizer, ref_model, *, max_length: in
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded packed rows, their 4-D attention mask and flat target indices."""
+    """Right-padded packed rows, their 4-D attention mask and flat target indices.
+
+    When every example carries a cached ``trunk``, ``batch["trunk"]`` holds them padded.
+    """
     n, width = len(examples), max(len(e.ids) for e in examples)
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     pos = torch.zeros((n, width), dtype=torch.long)
@@ -137,8 +141,14 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
             tgt += t_ids
             seg += [2 * b + side] * len(t_ids)
     lengths = torch.tensor([[len(e.chosen[1]), len(e.rejected[1])] for e in examples], dtype=torch.float32)
-    return {"input_ids": ids, "position_ids": pos, "attention_mask": mask, "pred": torch.tensor(pred),
-            "targets": torch.tensor(tgt), "seg": torch.tensor(seg), "lengths": lengths}
+    batch = {"input_ids": ids, "position_ids": pos, "attention_mask": mask, "pred": torch.tensor(pred),
+             "targets": torch.tensor(tgt), "seg": torch.tensor(seg), "lengths": lengths}
+    if all(e.trunk is not None for e in examples):
+        trunk = examples[0].trunk
+        batch["trunk"] = torch.zeros((n, width, trunk.shape[-1]), dtype=trunk.dtype)
+        for b, e in enumerate(examples):
+            batch["trunk"][b, :len(e.ids)] = e.trunk
+    return batch
 
 
 def token_logps(model, h: torch.Tensor, targets: torch.Tensor, chunk: int, recompute: bool) -> torch.Tensor:
@@ -163,16 +173,22 @@ class PairLogProbs(torch.nn.Module):
     """``model`` → summed response log-probs ``[B, 2]`` (chosen, rejected) of packed pairs.
 
     A module (not a function) so DistributedDataParallel can wrap the whole forward.
+    With ``trunk_layer`` > 0 and a batch carrying ``trunk`` (the cached input of that
+    layer), the forward starts there: the frozen layers below are not run again.
     """
 
-    def __init__(self, model, chunk: int = 256, recompute: bool = True):
+    def __init__(self, model, chunk: int = 256, recompute: bool = True, trunk_layer: int = 0):
         super().__init__()
-        self.model, self.chunk, self.recompute = model, chunk, recompute
+        self.model, self.chunk, self.recompute, self.trunk_layer = model, chunk, recompute, trunk_layer
 
     def hidden(self, batch) -> torch.Tensor:
         """Final hidden states at the positions that predict response tokens ``[N, d]``."""
-        out = _decoder(self.model)(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                                   attention_mask=batch["attention_mask"], use_cache=False)
+        common = dict(position_ids=batch["position_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        if self.trunk_layer and "trunk" in batch:
+            with starting_at(self.model, self.trunk_layer) as decoder:
+                out = decoder(inputs_embeds=batch["trunk"], **common)
+        else:
+            out = _decoder(self.model)(input_ids=batch["input_ids"], **common)
         h = out.last_hidden_state
         return h.reshape(-1, h.shape[-1])[batch["pred"]]
 
@@ -184,6 +200,93 @@ class PairLogProbs(torch.nn.Module):
         h = self.hidden(batch)
         lp = token_logps(self.model, h, batch["targets"], self.chunk, self.recompute)
         return self.sums(lp, batch), h.detach()
+
+
+# --------------------------------------------------------------------------- the frozen trunk
+# With LoRA on the upper layers only, the layers below the first adapter are frozen:
+# their output for a given pair is the same in every epoch, so it is computed once
+# and cached (Example.trunk), and later forwards (and backwards) start above it.
+
+
+def decoder_layers(model) -> torch.nn.ModuleList | None:
+    """The decoder's layer list when a forward may start at any layer, else None.
+
+    Needs a ``layers`` ModuleList and layers of one kind (a mix of sliding-window and
+    global layers is indexed by position inside the decoder's loop).
+    """
+    decoder = _decoder(model)
+    layers = getattr(decoder, "layers", None)
+    kinds = getattr(getattr(decoder, "config", None), "layer_types", None)
+    if not isinstance(layers, torch.nn.ModuleList) or (kinds and len(set(kinds)) > 1):
+        return None
+    return layers
+
+
+def first_trainable_layer(model) -> int:
+    """Index of the lowest decoder layer with a trainable parameter (0 when the trunk cannot be cached)."""
+    layers = decoder_layers(model)
+    if layers is None:
+        return 0
+    embeddings = _decoder(model).get_input_embeddings()
+    if any(p.requires_grad for p in embeddings.parameters()):
+        return 0
+    for i, layer in enumerate(layers):
+        if any(p.requires_grad for p in layer.parameters()):
+            return i
+    return 0  # nothing trainable in the layers: keep the plain forward
+
+
+@contextmanager
+def starting_at(model, layer: int):
+    """The decoder with layers ``[layer:]`` only; feed it the trunk as ``inputs_embeds``."""
+    decoder = _decoder(model)
+    layers = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(layers)[layer:])
+    try:
+        yield decoder
+    finally:
+        decoder.layers = layers
+
+
+class _TrunkCaptured(Exception):
+    """Raised by the capture hook: nothing above the trunk needs computing."""
+
+
+@torch.no_grad()
+def trunk_states(model, batch, layer: int) -> torch.Tensor:
+    """The hidden states entering decoder layer ``layer``, ``[B, W, d]`` (layers above are not run)."""
+    box = {}
+
+    def grab(module, args, kwargs):
+        box["h"] = args[0] if args else kwargs["hidden_states"]
+        raise _TrunkCaptured
+
+    handle = decoder_layers(model)[layer].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        _decoder(model)(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                        attention_mask=batch["attention_mask"], use_cache=False)
+    except _TrunkCaptured:
+        pass
+    finally:
+        handle.remove()
+    return box["h"].detach()
+
+
+def cache_trunks(model, examples: list[Example], layer: int, pad_id: int, device, budget_bytes: float,
+                 used_bytes: float) -> float:
+    """Fill ``trunk`` for the examples that lack one, within ``budget_bytes``; return the bytes used."""
+    missing = [e for e in examples if e.trunk is None]
+    if not layer or not missing:
+        return used_bytes
+    width = model.get_input_embeddings().embedding_dim if hasattr(model, "get_input_embeddings") else 0
+    need = sum(len(e.ids) for e in missing) * width * 4
+    if used_bytes + need > budget_bytes:
+        return used_bytes
+    batch = {k: v.to(device) for k, v in collate(missing, pad_id).items()}
+    h = trunk_states(model, batch, layer)
+    for b, e in enumerate(missing):
+        e.trunk = h[b, :len(e.ids)].clone()
+    return used_bytes + need
 
 
 @contextmanager
@@ -204,7 +307,7 @@ def mixed_logps(scorer: PairLogProbs, ref_model, h_policy: torch.Tensor, batch, 
     the reference is ``ref_model``, or the policy with its adapter disabled if None.
     """
     with as_reference(scorer.model, ref_model) as ref:
-        h_ref = PairLogProbs(ref).hidden(batch)
+        h_ref = PairLogProbs(ref, trunk_layer=scorer.trunk_layer if ref_model is None else 0).hidden(batch)
     out = []
     for s in range(0, h_policy.shape[0], scorer.chunk):
         sl = slice(s, s + scorer.chunk)

@@ -19,6 +19,7 @@ from .data import read_annotations, read_pairs, read_pool, write_json, write_rec
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
 from .pipeline import RunDir, Stage, StageContext
+from .precision import check_precision, resolve_dtype_name, resolve_precision
 from .types import Annotation, PromptItem
 
 ANNOTATORS = ("none", "gold", "weak-judge", "density-ratio", "implicit")
@@ -30,7 +31,7 @@ class RunConfig:
     task: str = field(default="ifeval", metadata={"help": "gold-judge task: ifeval | sentiment | ifbench"})
     judge: str | None = field(default=None, metadata={"help": "who labels pairs (default: the task's gold judge); length | module:attr"})
     model: str = DEFAULT_MODEL
-    dtype: str = "float32"
+    dtype: str = field(default="auto", metadata={"help": "generation/scoring dtype: auto (follows precision) | float32 | bfloat16"})
     device: str = field(default="auto", metadata={"help": "auto (a GPU when present) | cpu | cuda"})
     seed: int = 0
     train_prompts: int = 24
@@ -41,7 +42,9 @@ class RunConfig:
     max_new_tokens: int = 96
     gen_batch_size: int = 16
     backend: str = field(default="auto", metadata={"help": "generation: auto | fast | transformers | vllm"})
-    budget: float = field(default=0.3, metadata={"help": "human labels: a fraction of training prompts (<= 1) or a count"})
+    pairs_per_prompt: int = field(default=1, metadata={"help": "candidate pairs per prompt (1 .. n(n-1)/2); a label is one pair"})
+    budget: float = field(default=0.3, metadata={"help": "human labels: a fraction (<= 1) of the candidate pairs "
+                                                         "(train_prompts x pairs_per_prompt) or a count"})
     strategy: str = "dissimilar"
     embedder: str = "sentence"
     annotator: str = field(default="weak-judge", metadata={"help": " | ".join(ANNOTATORS)})
@@ -51,11 +54,14 @@ class RunConfig:
     loss: str = "dpo"
     beta: float = 0.1
     finetune: str = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_layers: int = field(default=0, metadata={"help": "LoRA on the top N layers only (0: all)"})
     lr: float = 2e-4
     epochs: float = 3.0
     batch_size: int = 4
     max_length: int = 320
-    precision: str = field(default="float32", metadata={"help": "float32 | bf16 (autocast; faster on CPUs with AVX-512 BF16)"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16 only where native and faster) | float32 | bf16"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (not needed for ~100M models)"})
     eval_samples: int = 2
     eval_temperature: float = 0.7
@@ -70,11 +76,25 @@ class RunConfig:
             raise ConfigError("need train_prompts >= 2, test_prompts >= 1 and n >= 2")
         if self.budget < 0:
             raise ConfigError(f"budget must be >= 0, got {self.budget}")
+        most = self.n * (self.n - 1) // 2
+        if not 1 <= self.pairs_per_prompt <= most:
+            raise ConfigError(f"pairs_per_prompt={self.pairs_per_prompt}: expected 1 .. {most} (every pair of n={self.n})")
+        check_precision(self.precision)
+
+    def candidate_pairs(self) -> int:
+        return self.train_prompts * self.pairs_per_prompt
 
     def human_budget(self) -> int:
+        """Labelled pairs to buy; a count above the candidates is clipped (select reports it)."""
         if self.annotator == "gold":
-            return self.train_prompts  # the 100%-labels baseline: one gold pair per prompt
-        return int(round(self.budget * self.train_prompts)) if self.budget <= 1 else int(self.budget)
+            return self.candidate_pairs()  # the 100%-labels baseline: every candidate pair
+        return int(round(self.budget * self.candidate_pairs())) if self.budget <= 1 else int(self.budget)
+
+    def resolved(self) -> "RunConfig":
+        """This config with ``precision``/``dtype`` ``auto`` resolved for the device (stage keys see the real numerics)."""
+        precision = resolve_precision(self.precision, _device(self))
+        dtype = resolve_dtype_name(self.dtype, precision, _device(self))
+        return dataclasses.replace(self, precision=precision, dtype=dtype)
 
 
 def _settings(cfg: RunConfig, *names: str) -> dict:
@@ -126,6 +146,7 @@ def stage_pool(ctx: StageContext, cfg: RunConfig) -> dict:
 
 
 def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
+    """Pick ``pairs_per_prompt`` candidates per prompt; the budget's worth go to humans, the rest to annotators."""
     from .select import candidates_from_pool, policy_embedder, select_pairs, sentence_embedder
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
@@ -135,12 +156,15 @@ def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
     elif cfg.embedder == "policy":
         embedder = policy_embedder(*_load_policy(cfg), progress=cfg.progress)
     cands = candidates_from_pool(pool, embedder)
-    budget = min(cfg.human_budget(), len(pool))
-    sel = select_pairs(cands, cfg.strategy if embedder else "random", budget, seed=cfg.seed)
+    sel = select_pairs(cands, cfg.strategy if embedder else "random", cfg.human_budget(), seed=cfg.seed,
+                       per_prompt=cfg.pairs_per_prompt)
     write_records(ctx.out / "human_pairs.jsonl", [cands.pairs[i] for i in sel.chosen])
     write_records(ctx.out / "rest_pairs.jsonl", [cands.pairs[i] for i in sel.rest] or [])
     write_json(ctx.out / "summary.json", sel.summary)
-    return {"human_pairs": len(sel.chosen), "rest_pairs": len(sel.rest)}
+    out = {"human_pairs": len(sel.chosen), "rest_pairs": len(sel.rest)}
+    if len(sel.chosen) < cfg.human_budget():  # clipped, not an error: the table says how many were bought
+        out["budget_clipped_to"] = len(sel.chosen)
+    return out
 
 
 def _gold(cfg: RunConfig, pairs, source: str) -> list[Annotation]:
@@ -158,8 +182,9 @@ def stage_label(ctx: StageContext, cfg: RunConfig) -> dict:
     write_records(ctx.out / "human.jsonl", labels)
     write_records(ctx.out / "gold_rest.jsonl", _gold(cfg, rest, "gold"))  # measurement only
     ctx.run.manifest["human_labels_spent"] = len(labels)
-    ties = sum(a.preferred == "tie" for a in labels)
-    return {"human_labels": len(labels), "human_ties": ties, "rest_gold_labels": len(rest)}
+    ties = sum(a.preferred == "tie" for a in labels)  # paid for, trains nothing
+    return {"human_labels": len(labels), "human_ties": ties,
+            "budget_on_ties": round(ties / len(labels), 4) if labels else 0.0, "rest_gold_labels": len(rest)}
 
 
 def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
@@ -231,6 +256,7 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
     work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
     tcfg = TrainConfig(data=str(ctx.out / "train.jsonl"), output_dir=str(work), model=cfg.model,
                        loss=cfg.loss, beta=cfg.beta, weights="column", finetune=cfg.finetune, lr=cfg.lr,
+                       lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_layers=cfg.lora_layers,
                        epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.batch_size,
                        max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
                        self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
@@ -260,22 +286,29 @@ def stage_eval_generate(ctx: StageContext, cfg: RunConfig, which: str) -> dict:
     return {"mean_gold": sum(scores) / len(scores), "responses": len(scores)}
 
 
+def gold_by_prompt(pool) -> dict[str, list[float]]:
+    """Prompt id -> the gold scores of its samples (``meta["gold"]``, written by the eval stages)."""
+    return {it.id: list(it.meta["gold"]) for it in pool}
+
+
 def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
+    """Trained vs initial: per-prompt win rates over all sample pairs, bootstrapped over test prompts."""
     from .bench import canned_reply_baseline, get_task, unrequested_format_rate, BenchPrompt
-    from .metrics import win_rate_with_ci
+    from .paired import mean_ci, prompt_win_rates
 
     init = read_pool(ctx.input("eval_initial", "responses.jsonl"))
     trained = read_pool(ctx.input("eval_trained", "responses.jsonl"))
+    by_prompt = prompt_win_rates(gold_by_prompt(trained), gold_by_prompt(init))
+    write_json(ctx.out / "prompt_win_rates.json", by_prompt)
+    win = mean_ci(by_prompt, seed=cfg.seed)
     a = [s for it in trained for s in it.meta["gold"]]
     b = [s for it in init for s in it.meta["gold"]]
-    groups = [it.id for it in trained for _ in it.meta["gold"]]
-    rate, lo, hi = win_rate_with_ci(a, b, groups=groups, seed=cfg.seed)
     prompts = [BenchPrompt.from_dict(it.meta["bench"]) for it in init]
     task = get_task(cfg.task)
     flat = lambda pool: ([BenchPrompt.from_dict(it.meta["bench"]) for it in pool for _ in it.responses],
                          [r for it in pool for r in it.responses])
     result = {
-        "win_rate": rate, "win_rate_low": lo, "win_rate_high": hi,
+        "win_rate": win.value, "win_rate_low": win.low, "win_rate_high": win.high, "test_prompts": len(by_prompt),
         "gold_initial": sum(b) / len(b), "gold_trained": sum(a) / len(a),
         "canned_reply_baseline": canned_reply_baseline(prompts, task=task),
         "canned_reply_ungated": canned_reply_baseline(prompts, task=task, gated=False),
@@ -295,17 +328,19 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         Stage("prompts", lambda c: stage_prompts(c, cfg), _settings(cfg, "task", "train_prompts", "test_prompts", "seed")),
         Stage("pool", lambda c: stage_pool(c, cfg), gen, ("prompts",)),
         Stage("select", lambda c: stage_select(c, cfg),
-              {**_settings(cfg, "strategy", "embedder", "seed", "annotator"), "budget": cfg.human_budget()}, ("pool",)),
+              {**_settings(cfg, "strategy", "embedder", "seed", "annotator", "pairs_per_prompt"),
+               "budget": cfg.human_budget()}, ("pool",)),
         Stage("label", lambda c: stage_label(c, cfg), _settings(cfg, "task", "judge"), ("select",)),
         Stage("annotate", lambda c: stage_annotate(c, cfg),
               _settings(cfg, "annotator", "model", "weak_model", "seed", "beta"), ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
-              _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lr", "epochs",
+              _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha",
+                        "lora_layers", "lr", "epochs",
                         "batch_size", "max_length", "precision", "gradient_checkpointing", "seed", "annotator"),
               ("select", "label", "annotate")),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
         Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train")),
-        Stage("evaluate", lambda c: stage_evaluate(c, cfg), _settings(cfg, "task", "seed"),
+        Stage("evaluate", lambda c: stage_evaluate(c, cfg), {**_settings(cfg, "task", "seed"), "win_rate": "all-sample-pairs"},
               ("eval_initial", "eval_trained", "label")),
     ]
 
@@ -313,6 +348,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 def run_recipe(cfg: RunConfig, log=print) -> dict:
     """Run (or resume) every stage; return the evaluation result plus the annotator's agreement."""
     cfg.validate()
+    cfg = cfg.resolved()
     run = RunDir(cfg.output_dir, dataclasses.asdict(cfg))
     run.manifest["seeds"] = {"run": cfg.seed}
     for stage in build_stages(cfg):

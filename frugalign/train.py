@@ -26,6 +26,7 @@ How a step works (nanoGPT-style):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -45,8 +46,9 @@ from .data import write_json, write_records
 from .errors import ConfigError
 from .losses import SelfRefinement, get_loss, recent_window
 from .models import load_model, quiet_weight_io
-from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, collate, mixed_logps,
-                      precompute_reference, read_table)
+from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
+                      decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
+from .precision import autocast, resolve_precision
 
 # --------------------------------------------------------------------------- model
 
@@ -65,16 +67,27 @@ def prepare_model(cfg: TrainConfig, model):
     if cfg.finetune == "lora":
         from peft import LoraConfig, get_peft_model
 
-        target = cfg.lora_target if cfg.lora_target == "all-linear" else [t.strip() for t in cfg.lora_target.split(",")]
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                                 target_modules=target, task_type="CAUSAL_LM"))
+                                                 target_modules=lora_targets(model, cfg.lora_target, cfg.lora_layers),
+                                                 task_type="CAUSAL_LM"))
     model.train()
     return model
 
 
-def autocast(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast with float32 weights (``precision=bf16``), or a no-op."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+def lora_targets(model, target: str, top_layers: int = 0) -> str | list[str]:
+    """PEFT ``target_modules``: ``all-linear`` or names, restricted to the top ``top_layers`` layers when > 0."""
+    names = None if target == "all-linear" else {t.strip() for t in target.split(",") if t.strip()}
+    if not top_layers:
+        return target if names is None else sorted(names)
+    layers = decoder_layers(model)
+    if layers is None:
+        raise ConfigError("lora_layers needs a decoder with a uniform list of layers; use lora_layers=0")
+    upper = {id(m) for layer in list(layers)[-top_layers:] for m in layer.modules()}
+    found = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and id(m) in upper
+             and (names is None or name.rsplit(".", 1)[-1] in names)]
+    if not found:
+        raise ConfigError(f"lora_target={target!r} matches no linear layer in the top {top_layers} layers")
+    return found
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -169,6 +182,8 @@ class Run:
     tokenizer: object
     total_steps: int
     steps_per_epoch: int
+    trunk_layer: int = 0            # first trainable layer: the output below it is cached per example
+    trunk_bytes: float = 0.0
     start_step: int = 0
     info: dict = field(default_factory=dict)
 
@@ -192,14 +207,18 @@ def reference_logps(run: Run, local: list[Example], batch) -> torch.Tensor:
     if local[0].ref is not None:
         return torch.tensor([e.ref for e in local], dtype=torch.float32, device=batch["targets"].device)
     with torch.no_grad(), as_reference(run.policy, None) as ref:  # LoRA: base model = reference
-        return PairLogProbs(ref, run.cfg.lm_head_chunk, False)(batch)[0]
+        return PairLogProbs(ref, run.cfg.lm_head_chunk, False, run.trunk_layer)(batch)[0]
 
 
 def micro_step(run: Run, local: list[Example], n_valid: int, step: int, denom: float):
     """Forward one micro-batch; return its share of the global loss and per-pair stats."""
     cfg, acc = run.cfg, run.accelerator
-    batch = {k: v.to(acc.device) for k, v in collate(local, run.tokenizer.pad_token_id or 0).items()}
-    with autocast(cfg, acc.device):
+    pad = run.tokenizer.pad_token_id or 0
+    with autocast(cfg.precision, acc.device):
+        run.trunk_bytes = cache_trunks(run.policy, local, run.trunk_layer, pad, acc.device,
+                                       cfg.trunk_cache_gb * 2**30, run.trunk_bytes)
+    batch = {k: v.to(acc.device) for k, v in collate(local, pad).items()}
+    with autocast(cfg.precision, acc.device):
         logps, h = run.ddp(batch)
         ref = reference_logps(run, local, batch)
         flag = logps.detach()
@@ -295,7 +314,7 @@ def _prepare_data(cfg, acc, model, tokenizer, resuming: bool):
     if need_ref and acc.is_main_process:
         ref = _load_reference(model, cfg.ref_model, acc.device) if cfg.ref_model else model
         precompute_reference(examples, rows, tokenizer, ref, max_length=cfg.max_length, overflow=cfg.overflow,
-                             progress=cfg.progress, autocast=lambda: autocast(cfg, acc.device))
+                             progress=cfg.progress, autocast=lambda: autocast(cfg.precision, acc.device))
         refs = [ex.ref for ex in examples]
     if acc.is_main_process and not reuse:
         write_records(stored, [{**r.to_record(), **dict(zip(REF_COLUMNS, f or ()))} for r, f in zip(rows, refs)])
@@ -307,12 +326,19 @@ def _prepare_data(cfg, acc, model, tokenizer, resuming: bool):
     return examples, dropped
 
 
+def resolved(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``precision=auto`` resolved for its device (what config.json records)."""
+    cfg.validate()
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu"
+    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+
+
 def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
     """Validate, load, tokenise, precompute references, build optimiser; resume if asked."""
     from accelerate import Accelerator
     from transformers import get_scheduler
 
-    cfg.validate()
+    cfg = resolved(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:  # bf16 is our own autocast (below), so one process can run float32 and bf16 trainings
@@ -325,12 +351,15 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
         model, tokenizer = load_model(cfg.model, device=str(acc.device))
     t0 = time.perf_counter()
     examples, dropped = _prepare_data(cfg, acc, model, tokenizer, resuming)
-    info = {"pairs": len(examples), "dropped": dropped, "reference_seconds": round(time.perf_counter() - t0, 3)}
+    info = {"pairs": len(examples), "dropped": dropped, "reference_seconds": round(time.perf_counter() - t0, 3),
+            "precision": cfg.precision}
     noise_ref = None
     if cfg.self_refine_alpha > 0 and cfg.noise_lambda > 0 and (cfg.finetune == "full" or cfg.ref_model):
         noise_ref = _load_reference(model, cfg.ref_model, acc.device)
     policy = prepare_model(cfg, model)
-    scorer = PairLogProbs(policy, cfg.lm_head_chunk, cfg.gradient_checkpointing)
+    trunk = first_trainable_layer(policy) if cfg.trunk_cache_gb > 0 else 0
+    info["trunk_layer"] = trunk
+    scorer = PairLogProbs(policy, cfg.lm_head_chunk, cfg.gradient_checkpointing, trunk)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     spe = math.ceil(len(examples) / cfg.batch_size)
@@ -342,7 +371,7 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
         window = cfg.self_refine_window or recent_window(total * cfg.batch_size, cfg.batch_size)
         refine = SelfRefinement(cfg.self_refine_alpha, cfg.self_refine_warmup, cfg.self_refine_percentile, window)
     run = Run(cfg, acc, policy, scorer, acc.prepare_model(scorer), optimizer, scheduler, refine, noise_ref,
-              examples, tokenizer, total, spe, info=info)
+              examples, tokenizer, total, spe, trunk_layer=trunk, info=info)
     done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())
     run.start_step = load_checkpoint(run, done[-1]) if resuming and done else 0
     if acc.is_main_process and not resuming:
@@ -403,6 +432,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
     ``model``/``tokenizer`` may be passed in (tests, notebooks); otherwise
     ``cfg.model`` is loaded. Stops early with a checkpoint after ``stop_after`` steps.
     """
+    cfg = resolved(cfg)
     summary_path = Path(cfg.output_dir) / "summary.json"
     if cfg.resume and summary_path.exists() and (Path(cfg.output_dir) / "final").exists():
         check_run_dir(cfg)

@@ -59,3 +59,37 @@ def test_recipe_end_to_end_and_resume(tmp_path, tiny_dir, monkeypatch):
     report = write_run_report(tmp_path / "run", result)
     text = report.read_text()
     assert "gold win rate" in text and "human labels used" in text and "<table>" in text
+
+
+def test_budget_counts_labelled_pairs_and_ties_are_paid_for(tmp_path, tiny_dir):
+    cfg = tiny_cfg(tmp_path, tiny_dir, pairs_per_prompt=3, budget=0.5)  # n=3: every pair of every prompt
+    assert cfg.candidate_pairs() == 18 and cfg.human_budget() == 9
+    run_recipe(cfg, log=lambda m: None)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    label = manifest["stages"]["label"]["summary"]
+    human = [json.loads(x) for x in (tmp_path / "run" / "label" / "human.jsonl").open()]
+    ties = sum(a["preferred"] == "tie" for a in human)
+    assert label["human_labels"] == len(human) == 9 == manifest["human_labels_spent"]
+    assert label["human_ties"] == ties and label["budget_on_ties"] == pytest.approx(ties / 9, abs=1e-4)
+    select = manifest["stages"]["select"]["summary"]
+    assert (select["human_pairs"], select["rest_pairs"]) == (9, 9) and "budget_clipped_to" not in select
+    train_rows = manifest["stages"]["train"]["summary"]["train_rows"]
+    assert train_rows == 9 - ties  # a tie trains nothing (annotator=none: only human labels train)
+
+
+def test_a_budget_above_the_candidates_is_clipped_and_reported(tmp_path, tiny_dir):
+    cfg = tiny_cfg(tmp_path, tiny_dir, pairs_per_prompt=2, budget=50, epochs=0.5)
+    run_recipe(cfg, log=lambda m: None)
+    select = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["select"]["summary"]
+    assert select["human_pairs"] == 12 == select["budget_clipped_to"] and select["rest_pairs"] == 0
+
+
+@pytest.mark.parametrize("bad, needle", [(dict(pairs_per_prompt=0), "pairs_per_prompt=0"),
+                                         (dict(pairs_per_prompt=4, n=3), "expected 1 .. 3"),
+                                         (dict(precision="half"), "precision='half'")])
+def test_bad_pair_settings_are_one_line_errors(bad, needle, capsys):
+    from frugalign.cli import main
+
+    assert main(["run", "output_dir=unused"] + [f"{k}={v}" for k, v in bad.items()]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

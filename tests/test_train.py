@@ -33,7 +33,7 @@ def config(tmp_path, rows, name="run", **kw) -> TrainConfig:
     data = tmp_path / f"{name}.jsonl"
     write_records(data, rows)
     base = dict(data=str(data), output_dir=str(tmp_path / name), lr=5e-3, batch_size=4, micro_batch_size=2,
-                max_steps=6, warmup_ratio=0.0, progress=False, tensorboard=False, threads=1)
+                max_steps=6, warmup_ratio=0.0, progress=False, tensorboard=False, threads=1, precision="float32")
     return TrainConfig(**{**base, **kw})
 
 

@@ -27,7 +27,8 @@ def test_two_processes_match_one_process(tiny_tokenizer, tmp_path):
     write_records(tmp_path / "d.jsonl", rows[:7])
     settings = dict(data=str(tmp_path / "d.jsonl"), model=str(model_dir), batch_size=4,
                     max_steps=4, lr=5e-3, warmup_ratio=0.0, reduction="weight_normalized",
-                    self_refine_alpha=0.1, self_refine_warmup=0.25, progress=False, tensorboard=False)
+                    self_refine_alpha=0.1, self_refine_warmup=0.25, progress=False, tensorboard=False,
+                    precision="float32")
 
     # one process, 4 pairs per forward. (SPA's margin window is updated once per global
     # micro-step, micro_batch_size × processes pairs, so that product is kept equal.)

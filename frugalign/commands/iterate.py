@@ -43,7 +43,7 @@ class IterateConfig:
     epochs: float = 1.0
     batch_size: int = 8
     micro_batch_size: int = 4
-    precision: Literal["float32", "bf16"] = "float32"
+    precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={"help": "auto: bf16 only where native and faster"})
     max_length: int = 1024
     train: dict = field(default_factory=dict, metadata={"help": "any other train setting (YAML mapping)"})
     seed: int = 0

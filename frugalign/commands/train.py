@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from ..models import DEFAULT_MODEL
 
 # Settings that do not change the numbers a run produces (may differ on resume).
-NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints", "tensorboard", "stop_after", "threads"}
+NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints", "tensorboard", "stop_after", "threads",
+            "trunk_cache_gb"}
 
 
 @dataclass
@@ -48,7 +49,12 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target: str = "all-linear"
-    precision: Literal["float32", "bf16"] = field(default="float32", metadata={"help": "bf16: autocast, float32 weights"})
+    lora_layers: int = field(default=0, metadata={"help": "LoRA on the top N decoder layers only (0: all); backward "
+                                                          "stops below them and their frozen input is cached"})
+    trunk_cache_gb: float = field(default=4.0, metadata={"help": "memory for caching the frozen lower layers' output "
+                                                                 "across epochs (0: recompute every step)"})
+    precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={
+        "help": "auto: bf16 where the CPU/GPU runs it natively and faster, else float32; bf16: autocast, float32 weights"})
     gradient_checkpointing: bool = True
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N-th decoder layer (speed vs memory)"})
     epochs: float = 1.0
@@ -86,6 +92,7 @@ class TrainConfig:
             (self.epochs > 0 and (self.max_steps is None or self.max_steps >= 1), "need epochs > 0 and max_steps >= 1"),
             (self.beta > 0 and self.noise_lambda >= 0 and self.checkpoint_every >= 1, "need beta > 0, noise_lambda >= 0, checkpoint_every >= 1"),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.lora_layers >= 0 and self.trunk_cache_gb >= 0, "need lora_layers >= 0 and trunk_cache_gb >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,0 +1,97 @@
+"""Paired comparisons of policies on the same test prompts (numpy only).
+
+A policy's result on one test prompt is its **prompt win rate** against the
+initial policy: over every (trained sample, initial sample) pair of that prompt,
+1 for a higher gold score, ½ for a tie, 0 for a lower one. Using all k×k
+sample pairs (not k aligned ones) removes the arbitrary pairing of samples and
+its variance; the unit of resampling stays the prompt.
+
+Arms trained with several seeds are pooled by averaging each prompt's win rate
+over the seeds. Two arms evaluated on the same prompts are compared **paired**:
+the per-prompt difference of their win rates, bootstrapped over prompts, so
+prompt difficulty cancels out. Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .metrics import bootstrap_ci, win_outcomes
+
+
+def prompt_win_rate(policy: Sequence[float], baseline: Sequence[float], tie_tol: float = 0.0) -> float:
+    """Mean outcome over all ``len(policy) × len(baseline)`` sample pairs of one prompt."""
+    a = np.repeat(np.asarray(policy, dtype=float), len(baseline))
+    b = np.tile(np.asarray(baseline, dtype=float), len(policy))
+    if not a.size:
+        raise ValueError("a prompt needs at least one sample on each side")
+    return float(win_outcomes(a, b, tie_tol).mean())
+
+
+def prompt_win_rates(policy: Mapping[str, Sequence[float]], baseline: Mapping[str, Sequence[float]],
+                     tie_tol: float = 0.0) -> dict[str, float]:
+    """Per prompt id: :func:`prompt_win_rate`. Both sides must cover the same prompts."""
+    if set(policy) != set(baseline):
+        only = sorted(set(policy) ^ set(baseline))
+        raise ValueError(f"policy and baseline cover different prompts (e.g. {only[:3]})")
+    return {pid: prompt_win_rate(policy[pid], baseline[pid], tie_tol) for pid in sorted(policy)}
+
+
+def pool_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Average each prompt's value over seeds (all seeds must cover the same prompts)."""
+    if not per_seed:
+        raise ValueError("no seeds to pool")
+    keys = set(per_seed[0])
+    if any(set(s) != keys for s in per_seed):
+        raise ValueError("seeds cover different test prompts; they cannot be pooled")
+    return {k: float(np.mean([s[k] for s in per_seed])) for k in sorted(keys)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+def mean_ci(by_prompt: Mapping[str, float], *, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """Mean over prompts with a percentile bootstrap interval over prompts."""
+    v = np.array([by_prompt[k] for k in sorted(by_prompt)], dtype=float)
+    low, high = bootstrap_ci(v, np.mean, n_boot=n_boot, alpha=alpha, seed=seed)
+    return Estimate(float(v.mean()), low, high)
+
+
+def _matrix(a: Mapping[str, float], b: Mapping[str, float]) -> np.ndarray:
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError("the two arms share no test prompt: they cannot be compared paired")
+    return np.array([[a[k], b[k]] for k in shared], dtype=float)
+
+
+def paired_difference(arm: Mapping[str, float], baseline: Mapping[str, float], *, n_boot: int = 2000,
+                      alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """mean(arm − baseline) over the prompts both cover, bootstrapped over those prompts."""
+    m = _matrix(arm, baseline)
+    diff = lambda x: float((x[:, 0] - x[:, 1]).mean())  # noqa: E731
+    low, high = bootstrap_ci(m, diff, n_boot=n_boot, alpha=alpha, seed=seed)
+    return Estimate(diff(m), low, high)
+
+
+def recovered_fraction(arm: Mapping[str, float], full: Mapping[str, float], *, n_boot: int = 2000,
+                       alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """(arm's win rate − ½) / (full's win rate − ½): the share of the full-label gain an arm recovers.
+
+    The bootstrap resamples prompts jointly; a resample where ``full`` shows no
+    gain gives no ratio and is left out (NaN when most of them do).
+    """
+    m = _matrix(arm, full)
+
+    def ratio(x: np.ndarray) -> float:
+        gain = x[:, 1].mean() - 0.5
+        return float((x[:, 0].mean() - 0.5) / gain) if gain > 1e-9 else float("nan")
+
+    low, high = bootstrap_ci(m, ratio, n_boot=n_boot, alpha=alpha, seed=seed)
+    return Estimate(ratio(m), low, high)
