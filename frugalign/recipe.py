@@ -291,9 +291,29 @@ def gold_by_prompt(pool) -> dict[str, list[float]]:
     return {it.id: list(it.meta["gold"]) for it in pool}
 
 
+def initial_baselines(init_pool, task_name: str) -> dict:
+    """What the initial policy and a canned format-stuffed reply score on the test split."""
+    from .bench import BenchPrompt, canned_reply_baseline, get_task, unrequested_format_rate
+
+    task = get_task(task_name)
+    prompts = [BenchPrompt.from_dict(it.meta["bench"]) for it in init_pool]
+    scores = [s for it in init_pool for s in it.meta["gold"]]
+    return {"gold_initial": sum(scores) / len(scores),
+            "canned_reply_baseline": canned_reply_baseline(prompts, task=task),
+            "canned_reply_ungated": canned_reply_baseline(prompts, task=task, gated=False),
+            "unrequested_format_initial": unrequested_format_rate(*_flat_responses(init_pool))}
+
+
+def _flat_responses(pool) -> tuple[list, list[str]]:
+    from .bench import BenchPrompt
+
+    return ([BenchPrompt.from_dict(it.meta["bench"]) for it in pool for _ in it.responses],
+            [r for it in pool for r in it.responses])
+
+
 def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
     """Trained vs initial: per-prompt win rates over all sample pairs, bootstrapped over test prompts."""
-    from .bench import canned_reply_baseline, get_task, unrequested_format_rate, BenchPrompt
+    from .bench import unrequested_format_rate
     from .paired import mean_ci, prompt_win_rates
 
     init = read_pool(ctx.input("eval_initial", "responses.jsonl"))
@@ -302,20 +322,10 @@ def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
     write_json(ctx.out / "prompt_win_rates.json", by_prompt)
     win = mean_ci(by_prompt, seed=cfg.seed)
     a = [s for it in trained for s in it.meta["gold"]]
-    b = [s for it in init for s in it.meta["gold"]]
-    prompts = [BenchPrompt.from_dict(it.meta["bench"]) for it in init]
-    task = get_task(cfg.task)
-    flat = lambda pool: ([BenchPrompt.from_dict(it.meta["bench"]) for it in pool for _ in it.responses],
-                         [r for it in pool for r in it.responses])
-    result = {
-        "win_rate": win.value, "win_rate_low": win.low, "win_rate_high": win.high, "test_prompts": len(by_prompt),
-        "gold_initial": sum(b) / len(b), "gold_trained": sum(a) / len(a),
-        "canned_reply_baseline": canned_reply_baseline(prompts, task=task),
-        "canned_reply_ungated": canned_reply_baseline(prompts, task=task, gated=False),
-        "unrequested_format_initial": unrequested_format_rate(*flat(init)),
-        "unrequested_format_trained": unrequested_format_rate(*flat(trained)),
-        "human_labels": ctx.run.manifest.get("human_labels_spent", 0),
-    }
+    result = {"win_rate": win.value, "win_rate_low": win.low, "win_rate_high": win.high,
+              "test_prompts": len(by_prompt), **initial_baselines(init, cfg.task), "gold_trained": sum(a) / len(a),
+              "unrequested_format_trained": unrequested_format_rate(*_flat_responses(trained)),
+              "human_labels": ctx.run.manifest.get("human_labels_spent", 0)}
     write_json(ctx.out / "result.json", result)
     return result
 

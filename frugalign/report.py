@@ -24,13 +24,20 @@ ROWS = [
 ]
 
 
+# the interval that goes with a value: run results use win_rate_low/high, study rows ci_low/high
+_INTERVALS = {"win_rate": (("win_rate_low", "win_rate_high"), ("ci_low", "ci_high")),
+              "diff": (("diff_ci_low", "diff_ci_high"),), "recovered": (("recovered_ci_low", "recovered_ci_high"),)}
+
+
 def _fmt(result: dict, key: str, pattern: str) -> str:
     value = result.get(key)
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return "–"
     text = pattern.format(value)
-    if key == "win_rate" and "win_rate_low" in result:
-        text += f" [{result['win_rate_low']:.3f}, {result['win_rate_high']:.3f}]"
+    for low, high in _INTERVALS.get(key, ()):
+        if result.get(low) is not None and result[low] == result[low]:
+            text += f" [{result[low]:.3f}, {result[high]:.3f}]"
+            break
     return text
 
 
@@ -77,15 +84,21 @@ img{{max-width:420px}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style
 STUDY_COLUMNS = [
     ("arm", "arm", "{}"),
     ("human_labels", "human labels", "{:.0f}"),
+    ("human_ties", "of them ties", "{:.0f}"),
     ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"),
     ("gold_trained", "mean gold (trained)", "{:.3f}"),
     ("agreement_with_gold", "annotator agreement", "{:.3f}"),
     ("ece", "annotator ECE", "{:.3f}"),
-    ("unrequested_format_trained", "unrequested format (trained)", "{:.3f}"),
+    ("seconds", "seconds", "{:.0f}"),
 ]
-CURVE_COLUMNS = [
-    ("method", "method", "{}"), ("strategy", "strategy", "{}"), ("human_labels", "human labels", "{:.0f}"),
+CELL_COLUMNS = [
+    ("cell", "method, budget, strategy", "{}"), ("human_labels", "human labels", "{:.0f}"),
     ("seeds", "seeds", "{}"), ("win_rate", "win rate, seeds pooled [95% CI]", "{:.3f}"),
+    ("recovered", "share of DPO-100 %'s gain [95% CI]", "{:.2f}"),
+]
+PAIRED_COLUMNS = [
+    ("arm", "cell", "{}"), ("baseline", "vs", "{}"), ("diff", "win-rate difference, paired [95% CI]", "{:+.3f}"),
+    ("seeds", "seeds", "{}"), ("prompts", "test prompts", "{}"),
 ]
 BASELINE_ROWS = [
     ("gold_initial", "mean gold score, initial policy"),
@@ -97,13 +110,13 @@ BASELINE_ROWS = [
 
 def _cell(row: dict, key: str, pattern: str) -> str:
     value = row.get(key)
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    return _fmt(row, key, pattern) if key != "arm" else str(value)
+    if isinstance(value, list):
+        return str(len(value))
+    return _fmt(row, key, pattern) if pattern != "{}" else ("–" if value is None else str(value))
 
 
 def study_table_markdown(rows: list[dict], columns=None) -> str:
-    """A Markdown table of study rows (arms or curve points)."""
+    """A Markdown table of study rows (arms, cells or paired comparisons)."""
     columns = columns or STUDY_COLUMNS
     head = "| " + " | ".join(label for _, label, _ in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
@@ -111,11 +124,12 @@ def study_table_markdown(rows: list[dict], columns=None) -> str:
     return "\n".join([head, sep, *body])
 
 
-def _series_label(method: str, strategy: str) -> str:
-    return method if strategy in ("all", "none") else f"{method} ({strategy})"
+def _series_label(cell: dict) -> str:
+    label = cell["method"] if cell["strategy"] in ("all", "none") else f"{cell['method']} ({cell['strategy']})"
+    return label + (f" [{cell['variant']}]" if cell.get("variant") else "")
 
 
-def label_efficiency_curve_png(points: list[dict], path: str | Path, *, train_prompts: int | None = None,
+def label_efficiency_curve_png(cells: list[dict], path: str | Path, *, total_labels: int | None = None,
                                title: str = "label efficiency") -> Path:
     """Win rate vs human labels, one line per method (and strategy), 95% intervals as error bars."""
     import os
@@ -124,20 +138,20 @@ def label_efficiency_curve_png(points: list[dict], path: str | Path, *, train_pr
     from matplotlib.figure import Figure
 
     series: dict[str, list[dict]] = {}
-    for p in points:
-        series.setdefault(_series_label(p["method"], p["strategy"]), []).append(p)
+    for c in cells:
+        series.setdefault(_series_label(c), []).append(c)
     fig = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for label, pts in sorted(series.items()):
-        pts = sorted(pts, key=lambda p: p["human_labels"])
-        x = [p["human_labels"] for p in pts]
-        y = [p["win_rate"] for p in pts]
-        err = [[max(0.0, p["win_rate"] - p["win_rate_low"]) for p in pts],
-               [max(0.0, p["win_rate_high"] - p["win_rate"]) for p in pts]]
+        pts = sorted(pts, key=lambda c: c["human_labels"])
+        x = [c["human_labels"] for c in pts]
+        y = [c["win_rate"] for c in pts]
+        err = [[max(0.0, c["win_rate"] - c["ci_low"]) for c in pts], [max(0.0, c["ci_high"] - c["win_rate"]) for c in pts]]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, linestyle="-" if len(pts) > 1 else "none")
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xlabel("human labels used" + (f" (of {train_prompts} training prompts)" if train_prompts else ""))
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("human labels (labelled pairs)" + (f", of {total_labels} candidate pairs" if total_labels else ""))
     ax.set_ylabel("gold win rate vs initial policy")
     ax.set_ylim(0, 1)
     ax.set_title(title)
@@ -158,39 +172,38 @@ def _html_table(rows: list[dict], columns) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+STUDY_NOTE = ("Win rate: trained policy vs the initial policy on the held-out test split, over every pair of their "
+              "samples of a prompt (ties ½); intervals are 95% bootstrap intervals over test prompts, seeds pooled "
+              "by averaging each prompt's win rate. Differences are paired: the same prompts and initial samples, "
+              "resampled together. Agreement: the automatic annotator against gold on the non-tied pairs it labelled.")
+
+
 def write_study_report(study_dir: str | Path, summary: dict) -> tuple[Path, Path]:
-    """``report.html`` (table, curve, reliability diagrams, settings) and ``results.md`` in the study dir."""
+    """``report.html`` (tables, curve, settings) and ``results.md`` in the study dir (atomic writes)."""
     study_dir = Path(study_dir)
-    meta = json.loads((study_dir / "study.json").read_text())
-    arms, points, base = summary["arms"], summary["points"], summary.get("baselines", {})
+    arms, cells, paired, base = summary["arms"], summary["cells"], summary["paired"], summary.get("baselines", {})
     base_rows = [(label, base.get(key)) for key, label in BASELINE_ROWS if base.get(key) is not None]
-    diagrams = "".join(_img(Path(r["reliability"]), f"{r['arm']}: annotator vs gold")
-                       for r in arms if r.get("reliability"))
-    settings = json.dumps(meta.get("config", {}), indent=2)
+    settings = json.dumps(summary.get("study", {}), indent=2)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>frugalign label-efficiency study</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}
 img{{max-width:640px}}figure{{display:inline-block}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style></head><body>
 <h1>frugalign label-efficiency study</h1><p>study directory: <code>{html.escape(str(study_dir))}</code></p>
-<h2>Results per arm</h2>{_html_table(arms, STUDY_COLUMNS)}
-<p>Win rate: trained policy vs the initial policy on the held-out test split, paired by prompt and sample,
-ties count half; the interval is a 95% bootstrap over test prompts. Agreement: non-tied gold pairs the
-automatic annotator labelled (the human-labelled seed excluded).</p>
-<h2>Baselines (shared test split)</h2><table>{"".join(f"<tr><td>{html.escape(l)}</td><td>{v:.3f}</td></tr>" for l, v in base_rows)}</table>
+<h2>Methods (seeds pooled)</h2>{_html_table(cells, CELL_COLUMNS)}
+<h2>Paired comparisons</h2>{_html_table(paired, PAIRED_COLUMNS)}<p>{html.escape(STUDY_NOTE)}</p>
 <h2>Label-efficiency curve</h2>{_img(study_dir / "curve.png", "gold win rate vs human labels, one line per method")}
-{_html_table(points, CURVE_COLUMNS)}
-<h2>Annotator reliability</h2>{diagrams or "<p>no automatic annotator in this study</p>"}
+<h2>Results per arm</h2>{_html_table(arms, STUDY_COLUMNS)}
+<h2>Baselines (shared test split)</h2><table>{"".join(f"<tr><td>{html.escape(l)}</td><td>{v:.3f}</td></tr>" for l, v in base_rows)}</table>
 <h2>Settings</h2><pre>{html.escape(settings)}</pre></body></html>"""
     out = study_dir / "report.html"
     with atomic_path(out) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     md = ["# frugalign label-efficiency study", "", f"Study directory: `{study_dir}`", "",
-          "## Results per arm", "", study_table_markdown(arms), "",
-          "Win rate vs the initial policy on the test split (ties ½), 95% bootstrap interval over test prompts.", "",
-          "## Baselines", "", *[f"- {label}: {v:.3f}" for label, v in base_rows], "",
+          "## Methods (seeds pooled)", "", study_table_markdown(cells, CELL_COLUMNS), "",
+          "## Paired comparisons", "", study_table_markdown(paired, PAIRED_COLUMNS), "", STUDY_NOTE, "",
           "## Label-efficiency curve", "", "![label-efficiency curve](curve.png)", "",
-          study_table_markdown(points, CURVE_COLUMNS), "",
-          "## Settings", "", "```json", settings, "```", ""]
+          "## Results per arm", "", study_table_markdown(arms), "",
+          "## Baselines", "", *[f"- {label}: {v:.3f}" for label, v in base_rows], ""]
     md_path = study_dir / "results.md"
     with atomic_path(md_path) as tmp:
         Path(tmp).write_text("\n".join(md), encoding="utf-8")

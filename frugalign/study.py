@@ -11,7 +11,9 @@ Layout of ``output_dir``::
                             outputs (hard links, else copies), keyed by the shared
                             stage's key, then select → label → annotate → train
                             (→ spa) → eval_trained → evaluate run as in ``frugalign run``
-    results.json            one row per arm (the evaluation plus annotator agreement)
+    summary.json            settings, one row per arm (with its per-prompt win rates), the
+                            seed-pooled cells and the paired comparisons (rewritten after
+                            every arm; see :mod:`frugalign.study_summary`)
     curve.png               win rate vs human labels, one line per method
     report.html, results.md the report
 
@@ -31,6 +33,13 @@ Methods (``methods``):
 
 Seeds: the shared pool and the initial-policy evaluation use ``seed``; each arm's
 ``seeds`` entry drives its selection, training and trained-policy sampling.
+
+``variants`` (optional) names sets of training settings; every method × budget ×
+strategy × seed arm then runs once per variant (a sweep on one shared pool).
+
+Resuming: arms already in the summary file (``summary``, default
+``output_dir/summary.json``) are not rerun, so a committed summary can be completed
+on a fresh machine, provided its settings and shared pool are the same.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from .data import read_pool, write_json, write_records
 from .errors import ConfigError
 from .pipeline import RunDir, Stage, StageContext
 from .recipe import RunConfig
+from .study_summary import check_fingerprint, load_rows, shared_fingerprint, summary_document, write_summary
 
 METHODS = {
     # method: (RunConfig overrides, uses budget, uses strategy)
@@ -58,6 +68,11 @@ METHODS = {
                  True, False),
 }
 SHARED_STAGES = ("prompts", "pool", "eval_initial")
+# Settings of the shared stages: a variant must not change them (its arms would not share the pool).
+SHARED_SETTINGS = ("task", "judge", "model", "dtype", "seed", "train_prompts", "test_prompts", "n", "temperature",
+                   "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "precision")
+METHOD_SETTINGS = ("annotator", "weights", "budget", "strategy", "self_refine_alpha")
+GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "variants", "summary", "progress")
 
 
 @dataclass
@@ -79,6 +94,8 @@ class StudyConfig(RunConfig):
     spa_temperature: float = 0.7
     spa_epochs: float = 1.0
     spa_alpha: float = field(default=0.1, metadata={"help": "SPA self-refinement label smoothing"})
+    variants: dict = field(default_factory=dict, metadata={"help": "name -> training settings; every arm once per variant"})
+    summary: str = field(default="", metadata={"help": "summary file to write and resume from (default output_dir/summary.json)"})
 
     def validate(self) -> None:
         super().validate()
@@ -96,6 +113,21 @@ class StudyConfig(RunConfig):
             raise ConfigError("need at least one strategy and one seed")
         if "spa" in self.methods and (self.spa_rounds < 1 or self.spa_k < 2):
             raise ConfigError("spa needs spa_rounds >= 1 and spa_k >= 2")
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        for name, over in self.variants.items():
+            if not isinstance(over, dict) or not str(name).replace("_", "").isalnum():
+                raise ConfigError(f"variants: {name!r} must be a plain name mapped to settings")
+            bad = sorted(set(over) - known) or sorted(set(over) & set(SHARED_SETTINGS + METHOD_SETTINGS))
+            if bad:
+                raise ConfigError(f"variants: {name!r} cannot set {bad[0]!r} (unknown, shared by all arms, or set by "
+                                  "the method)")
+
+    def summary_path(self) -> Path:
+        return Path(self.summary) if self.summary else Path(self.output_dir) / "summary.json"
+
+    def settings(self) -> dict:
+        """Everything that shapes the numbers except the grid (what a resumed summary must match)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in GRID}
 
     def run_config(self, **overrides) -> RunConfig:
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunConfig)}
@@ -108,25 +140,27 @@ class Arm:
     budget: float
     strategy: str
     seed: int
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.method}-b{self.budget:g}-{self.strategy}-s{self.seed}"
+        return f"{self.method}-b{self.budget:g}-{self.strategy}-s{self.seed}" + (f"-{self.variant}" if self.variant else "")
 
 
 def expand_arms(cfg: StudyConfig) -> list[Arm]:
     """The grid, without duplicates: methods without a budget/strategy get one arm per seed."""
     arms: list[Arm] = []
-    for seed in cfg.seeds:
-        for method in cfg.methods:
-            over, uses_budget, uses_strategy = METHODS[method]
-            budgets = cfg.budgets if uses_budget else [over.get("budget", 1.0)]
-            strategies = cfg.strategies if uses_strategy else [over.get("strategy", "all" if method == "dpo-100" else "none")]
-            for b in budgets:
-                for s in strategies:
-                    arm = Arm(method, float(b), s, int(seed))
-                    if arm not in arms:
-                        arms.append(arm)
+    for variant in list(cfg.variants) or [""]:
+        for seed in cfg.seeds:
+            for method in cfg.methods:
+                over, uses_budget, uses_strategy = METHODS[method]
+                budgets = cfg.budgets if uses_budget else [over.get("budget", 1.0)]
+                strategies = cfg.strategies if uses_strategy else [over.get("strategy", "all" if method == "dpo-100" else "none")]
+                for b in budgets:
+                    for s in strategies:
+                        arm = Arm(method, float(b), s, int(seed), variant)
+                        if arm not in arms:
+                            arms.append(arm)
     return arms
 
 
@@ -136,6 +170,7 @@ def arm_config(cfg: StudyConfig, arm: Arm) -> RunConfig:
     strategy = arm.strategy if arm.strategy in ("random", "dissimilar", "similar") else "random"
     over.setdefault("strategy", strategy)
     over.setdefault("self_refine_alpha", 0.0)
+    over.update(cfg.variants.get(arm.variant, {}))
     return cfg.run_config(output_dir=str(Path(cfg.output_dir) / "arms" / arm.name), seed=arm.seed, **over)
 
 
@@ -248,6 +283,11 @@ def run_shared(cfg: StudyConfig, log=print) -> RunDir:
 
 
 def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
+    """Run (or resume) one arm; its summary row, per-prompt win rates included."""
+    import json
+    import time
+
+    t0 = time.time()
     acfg = arm_config(cfg, arm)
     acfg.validate()
     run = RunDir(acfg.output_dir, dataclasses.asdict(acfg))
@@ -257,60 +297,63 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     result = dict(run.summary("evaluate"))
     ann = run.summary("spa") if arm.method == "spa" else run.summary("annotate")
     keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "spa_pairs")
-    result.update({k: v for k, v in ann.items() if k in keep})
-    reliability = run.path / ("spa" if arm.method == "spa" else "annotate") / "reliability.png"
+    labels = run.summary("label")
+    train = run.summary("train")
     return {"arm": arm.name, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy, "seed": arm.seed,
-            "dir": str(run.path), "reliability": str(reliability) if reliability.exists() else None, **result}
+            "variant": arm.variant, "human_labels": result.get("human_labels", 0),
+            "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
+            "win_rate": result["win_rate"], "ci_low": result["win_rate_low"], "ci_high": result["win_rate_high"],
+            **{k: result[k] for k in ("gold_trained", "unrequested_format_trained") if k in result},
+            **{k: v for k, v in ann.items() if k in keep},
+            "seconds": round(sum(rec.get("seconds", 0) for rec in run.manifest["stages"].values()), 1),
+            "wall_seconds_this_call": round(time.time() - t0, 1),
+            "prompt_win_rates": json.loads((run.path / "evaluate" / "prompt_win_rates.json").read_text())}
 
 
-def _outcomes(pool_items) -> tuple[list[float], list[str]]:
-    return [s for it in pool_items for s in it.meta["gold"]], [it.id for it in pool_items for _ in it.meta["gold"]]
+def _study_meta(cfg: StudyConfig, shared: RunDir | None, fingerprint: str | None) -> dict:
+    import platform
 
+    from .precision import cpu_capability
 
-def curve_points(cfg: StudyConfig, rows: list[dict]) -> list[dict]:
-    """One point per (method, strategy, budget): win rate pooled over seeds, bootstrap over test prompts."""
-    from .metrics import win_rate_with_ci
-
-    init, groups = _outcomes(read_pool(Path(cfg.output_dir) / "shared" / "eval_initial" / "responses.jsonl"))
-    cells: dict[tuple, list[dict]] = {}
-    for r in rows:
-        cells.setdefault((r["method"], r["strategy"], r["budget"]), []).append(r)
-    points = []
-    for (method, strategy, budget), members in cells.items():
-        a, b, g = [], [], []
-        for r in members:
-            trained, _ = _outcomes(read_pool(Path(r["dir"]) / "eval_trained" / "responses.jsonl"))
-            a += trained
-            b += init
-            g += groups
-        rate, lo, hi = win_rate_with_ci(a, b, groups=g, seed=cfg.seed)
-        labels = sum(r.get("human_labels", 0) for r in members) / len(members)
-        points.append({"method": method, "strategy": strategy, "budget": budget, "human_labels": labels,
-                       "seeds": len(members), "win_rate": rate, "win_rate_low": lo, "win_rate_high": hi})
-    return points
+    return {"settings": cfg.settings(), "grid": {k: getattr(cfg, k) for k in ("methods", "budgets", "strategies",
+                                                                            "seeds", "variants")},
+            "shared_fingerprint": fingerprint, "cpu": f"{platform.processor() or platform.machine()} "
+                                                      f"({cpu_capability()})",
+            "versions": shared.manifest.get("versions", {}) if shared else {},
+            "shared_seconds": round(sum(r.get("seconds", 0) for r in shared.manifest["stages"].values()), 1)
+            if shared else None}
 
 
 def run_study(cfg: StudyConfig, log=print) -> dict:
-    """Run (or resume) the shared stages and every arm; write results.json, the curve and the report."""
+    """Run (or resume) the shared stages and every arm; keep summary.json current; write the curve and report."""
     from .report import label_efficiency_curve_png, write_study_report
 
     cfg.validate()
+    cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     arms = expand_arms(cfg)
     write_json(out / "study.json", {"config": dataclasses.asdict(cfg), "arms": [a.name for a in arms]})
+    path = cfg.summary_path()
+    done = {r["arm"]: r for r in load_rows(path, _study_meta(cfg, None, None))}
     shared = run_shared(cfg, log)
-    rows = []
+    fingerprint = shared_fingerprint(shared.path)
+    check_fingerprint(path, list(done.values()), fingerprint)
+    meta = _study_meta(cfg, shared, fingerprint)
+    baselines = recipe.initial_baselines(read_pool(shared.stage_dir("eval_initial") / "responses.jsonl"), cfg.task)
+    rows = [done[a.name] for a in arms if a.name in done]
     for n, arm in enumerate(arms, 1):
+        if arm.name in done:
+            log(f"arm {n}/{len(arms)}: {arm.name} (in {path}, skipped)")
+            continue
         log(f"arm {n}/{len(arms)}: {arm.name}")
         rows.append(run_arm(cfg, arm, shared, log))
-    ev = rows[0]  # the baselines are properties of the shared test split and initial policy
-    baselines = {k: ev.get(k) for k in ("gold_initial", "canned_reply_baseline", "canned_reply_ungated",
-                                        "unrequested_format_initial")}
-    points = curve_points(cfg, rows)
-    curve = label_efficiency_curve_png(points, out / "curve.png", train_prompts=cfg.train_prompts)
-    summary = {"arms": rows, "points": points, "baselines": baselines,
-               "pool": shared.summary("pool"), "curve": str(curve)}
-    write_json(out / "results.json", summary)
-    summary["report"], summary["markdown"] = (str(p) for p in write_study_report(out, summary))
-    return summary
+        write_summary(path, summary_document(meta, rows, baselines, seed=cfg.seed))  # after every arm
+    order = {a.name: i for i, a in enumerate(arms)}
+    rows = sorted(rows, key=lambda r: order.get(r["arm"], len(order)))
+    document = summary_document(meta, rows, baselines, seed=cfg.seed)
+    write_summary(path, document)
+    curve = label_efficiency_curve_png(document["cells"], out / "curve.png", total_labels=cfg.candidate_pairs())
+    result = {**document, "curve": str(curve), "summary": str(path)}
+    result["report"], result["markdown"] = (str(p) for p in write_study_report(out, result))
+    return result

@@ -79,9 +79,9 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     rows = {r["method"]: r for r in summary["arms"]}
     assert rows["dpo-100"]["human_labels"] == 6 and rows["dpo-seed"]["human_labels"] == 3
     for r in rows.values():
-        assert 0.0 <= r["win_rate_low"] <= r["win_rate"] <= r["win_rate_high"] <= 1.0
-    assert "agreement_with_gold" in rows["spa"] and rows["spa"]["reliability"] and rows["spa"]["spa_pairs"] >= 1
-    assert len(summary["points"]) == 3
+        assert 0.0 <= r["ci_low"] <= r["win_rate"] <= r["ci_high"] <= 1.0
+    assert "agreement_with_gold" in rows["spa"] and rows["spa"]["spa_pairs"] >= 1
+    assert len(summary["cells"]) == 3
 
     html = (study / "report.html").read_text()
     assert "<table>" in html and "gold win rate vs initial" in html and "data:image/png;base64" in html
@@ -89,7 +89,7 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     md = (study / "results.md").read_text()
     assert "| arm |" in md and "![label-efficiency curve](curve.png)" in md
     assert (study / "curve.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((study / "results.json").read_text())["arms"][0]["arm"] == "dpo-100-b1-all-s0"
+    assert json.loads((study / "summary.json").read_text())["arms"][0]["arm"] == "dpo-100-b1-all-s0"
 
     # A full rerun does nothing new.
     logs.clear()
@@ -97,7 +97,7 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     assert not any("done in" in m for m in logs)
 
 
-@pytest.mark.parametrize("preset", ["study-quick", "study-full"])
+@pytest.mark.parametrize("preset", ["study-quick", "study-standard", "study-full"])
 def test_presets_and_cli_overrides_parse(preset, monkeypatch):
     import argparse
 

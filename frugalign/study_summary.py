@@ -1,0 +1,127 @@
+"""The study's numbers: per-arm rows, seed-pooled cells, paired comparisons and ``summary.json``.
+
+An *arm* is one training run (method, budget, strategy, seed, variant); a *cell*
+pools an arm's seeds. Every number comes from per-prompt win rates against the
+one shared initial-policy evaluation (:mod:`frugalign.paired`), so cells compare
+**paired** on the same test prompts and samples:
+
+* each cell: win rate with a bootstrap interval over test prompts (seeds pooled);
+* each cell against ``dpo-100`` (DPO on every gold label) and against ``dpo-seed``
+  at the same budget and strategy (DPO on the same human labels and nothing else):
+  the win-rate difference with a paired bootstrap interval;
+* each cell: the fraction of DPO-100 %'s gain over ½ that it recovers.
+
+``summary.json`` holds the rows (with their per-prompt win rates), so a study
+can be re-analysed, or completed on another machine, without its run
+directories; :func:`load_rows` refuses a summary made with other settings or
+another shared pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .data import write_json
+from .errors import ConfigError
+from .paired import mean_ci, paired_difference, pool_seeds, recovered_fraction
+
+SUMMARY_VERSION = 1
+FULL, SEED = "dpo-100", "dpo-seed"
+
+
+def cell_name(method: str, budget: float, strategy: str, variant: str = "") -> str:
+    name = method if method == FULL else f"{method}-b{budget:g}" + (f"-{strategy}" if strategy != "none" else "")
+    return name + (f"-{variant}" if variant else "")
+
+
+def _cell_of(row: dict) -> str:
+    return cell_name(row["method"], row["budget"], row["strategy"], row.get("variant", ""))
+
+
+def shared_fingerprint(shared_dir: Path) -> str:
+    """A hash of the shared pool and the initial policy's gold-scored test samples."""
+    h = hashlib.sha256()
+    for rel in ("pool/pool.jsonl", "eval_initial/responses.jsonl"):
+        h.update((Path(shared_dir) / rel).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def analyse(rows: list[dict], *, seed: int = 0) -> dict:
+    """Seed-pooled cells and paired comparisons from arm rows (each with ``prompt_win_rates``)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(_cell_of(r), []).append(r)
+    pooled = {name: pool_seeds([r["prompt_win_rates"] for r in members]) for name, members in groups.items()}
+    cells, paired = [], []
+    for name, members in groups.items():
+        first = members[0]
+        est = mean_ci(pooled[name], seed=seed)
+        cell = {"cell": name, "method": first["method"], "budget": first["budget"], "strategy": first["strategy"],
+                "variant": first.get("variant", ""), "seeds": sorted(r["seed"] for r in members),
+                "human_labels": sum(r["human_labels"] for r in members) / len(members),
+                "win_rate": est.value, "ci_low": est.low, "ci_high": est.high,
+                "seed_win_rates": [round(r["win_rate"], 4) for r in sorted(members, key=lambda r: r["seed"])]}
+        full = FULL if name != FULL else None
+        if full in pooled:
+            rec = recovered_fraction(pooled[name], pooled[full], seed=seed)
+            cell.update(recovered=rec.value, recovered_ci_low=rec.low, recovered_ci_high=rec.high)
+        cells.append(cell)
+        for baseline in (full, cell_name(SEED, first["budget"], first["strategy"])):
+            if baseline in pooled and baseline != name:
+                d = paired_difference(pooled[name], pooled[baseline], seed=seed)
+                paired.append({"arm": name, "baseline": baseline.split("-b")[0], "baseline_cell": baseline,
+                               "diff": d.value, "diff_ci_low": d.low, "diff_ci_high": d.high,
+                               "seeds": len(members), "prompts": len(pooled[name])})
+    return {"cells": cells, "paired": paired}
+
+
+def _json_safe(x):
+    """NaN (an undefined ratio or interval) becomes null: summary.json stays standard JSON."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def summary_document(meta: dict, rows: list[dict], baselines: dict, *, seed: int = 0) -> dict:
+    """The whole ``summary.json``: settings and provenance, arms, cells, paired comparisons."""
+    return _json_safe({"version": SUMMARY_VERSION, "study": meta, "baselines": baselines, "arms": rows,
+                       **analyse(rows, seed=seed)})
+
+
+def write_summary(path: str | Path, document: dict) -> Path:
+    return write_json(path, document)
+
+
+def load_rows(path: str | Path, meta: dict) -> list[dict]:
+    """Arm rows of an earlier summary made with the same settings; [] when there is none yet."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p}: not a readable study summary ({e})") from None
+    if not isinstance(doc, dict) or doc.get("version") != SUMMARY_VERSION or not isinstance(doc.get("arms"), list):
+        raise ConfigError(f"{p}: not a frugalign study summary (version {SUMMARY_VERSION})")
+    old, new = doc.get("study", {}).get("settings", {}), meta["settings"]
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:3])
+        raise ConfigError(f"{p} was made with other settings ({shown}); use another summary file")
+    return doc["arms"]
+
+
+def check_fingerprint(path: str | Path, rows: list[dict], fingerprint: str) -> None:
+    """Arms carried over from a summary must have been evaluated against this very shared pool."""
+    if not rows:
+        return
+    old = json.loads(Path(path).read_text(encoding="utf-8"))["study"].get("shared_fingerprint")
+    if old != fingerprint:
+        raise ConfigError(f"{path}: its arms used another shared pool (fingerprint {old} vs {fingerprint} here, e.g. "
+                          "another precision or CPU); they cannot be paired with new arms: use another summary file")

@@ -1,0 +1,107 @@
+"""summary.json: its schema, paired comparisons, resuming from a committed summary, variants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from frugalign.errors import ConfigError
+from frugalign.study import StudyConfig, expand_arms, run_study
+from frugalign.study_summary import analyse, cell_name
+
+
+def tiny_study(tmp_path, tiny_dir, name="study", **kw):
+    base = dict(output_dir=str(tmp_path / name), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
+                max_new_tokens=8, embedder="none", judge="length", epochs=1, batch_size=2, max_length=1024,
+                eval_samples=2, progress=False, finetune="full", lr=1e-3, precision="float32",
+                methods=["dpo-100", "dpo-seed"], budgets=[0.5], strategies=["random"], seeds=[0, 1])
+    base.update(kw)
+    return StudyConfig(**base)
+
+
+def test_summary_schema_paired_comparisons_and_resume(tmp_path, tiny_dir):
+    summary = run_study(tiny_study(tmp_path, tiny_dir), log=lambda m: None)
+    doc = json.loads((tmp_path / "study" / "summary.json").read_text())
+    assert doc["version"] == 1 and doc["study"]["shared_fingerprint"] and doc["study"]["settings"]["precision"] == "float32"
+    assert len(doc["arms"]) == 4
+    for arm in doc["arms"]:
+        assert {"method", "budget", "strategy", "seed", "human_labels", "win_rate", "ci_low", "ci_high"} <= set(arm)
+        assert arm["ci_low"] <= arm["win_rate"] <= arm["ci_high"] and len(arm["prompt_win_rates"]) == 3
+    cells = {c["cell"]: c for c in doc["cells"]}
+    assert set(cells) == {"dpo-100", "dpo-seed-b0.5-random"} and cells["dpo-100"]["seeds"] == [0, 1]
+    assert [(p["arm"], p["baseline"]) for p in doc["paired"]] == [("dpo-seed-b0.5-random", "dpo-100")]
+    p = doc["paired"][0]
+    assert p["diff_ci_low"] <= p["diff"] <= p["diff_ci_high"] and p["seeds"] == 2 and p["prompts"] == 3
+    # the seed-pooled difference is the mean over prompts of the seed-averaged win rates' difference
+    by = {a["arm"]: a["prompt_win_rates"] for a in doc["arms"]}
+    full = {k: (by["dpo-100-b1-all-s0"][k] + by["dpo-100-b1-all-s1"][k]) / 2 for k in by["dpo-100-b1-all-s0"]}
+    seed = {k: (by["dpo-seed-b0.5-random-s0"][k] + by["dpo-seed-b0.5-random-s1"][k]) / 2 for k in full}
+    assert p["diff"] == pytest.approx(sum(seed[k] - full[k] for k in full) / 3)
+    assert summary["paired"] == doc["paired"]
+
+    # a committed summary, completed on a "fresh machine": a new output dir; no arm reruns
+    committed = tmp_path / "committed.json"
+    shutil.copy(tmp_path / "study" / "summary.json", committed)
+    logs = []
+    again = run_study(tiny_study(tmp_path, tiny_dir, "fresh", summary=str(committed)), log=logs.append)
+    assert sum("skipped" in m and m.startswith("arm ") for m in logs) == 4
+    assert not (tmp_path / "fresh" / "arms").exists() and again["cells"] == summary["cells"]
+
+    # ... extended by a seed: only the new arms run, and they join the pooled cells
+    logs.clear()
+    grown = run_study(tiny_study(tmp_path, tiny_dir, "fresh", summary=str(committed), seeds=[0, 1, 2]),
+                      log=logs.append)
+    ran = sorted(p.name for p in (tmp_path / "fresh" / "arms").iterdir())
+    assert ran == ["dpo-100-b1-all-s2", "dpo-seed-b0.5-random-s2"]
+    assert {c["cell"]: c["seeds"] for c in grown["cells"]}["dpo-100"] == [0, 1, 2]
+
+
+def test_a_summary_made_with_other_settings_or_another_pool_is_refused(tmp_path, tiny_dir):
+    cfg = tiny_study(tmp_path, tiny_dir, methods=["dpo-100"], seeds=[0])
+    run_study(cfg, log=lambda m: None)
+    committed = tmp_path / "study" / "summary.json"
+    with pytest.raises(ConfigError, match="other settings .*lr: 0.001 -> 0.002"):
+        run_study(tiny_study(tmp_path, tiny_dir, "b", methods=["dpo-100"], seeds=[0], lr=2e-3,
+                             summary=str(committed)), log=lambda m: None)
+    doc = json.loads(committed.read_text())
+    doc["study"]["shared_fingerprint"] = "0" * 16
+    committed.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="another shared pool"):
+        run_study(tiny_study(tmp_path, tiny_dir, "c", methods=["dpo-100"], seeds=[0], summary=str(committed)),
+                  log=lambda m: None)
+    committed.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a frugalign study summary"):
+        run_study(tiny_study(tmp_path, tiny_dir, "d", methods=["dpo-100"], seeds=[0], summary=str(committed)),
+                  log=lambda m: None)
+
+
+def test_variants_multiply_arms_and_may_not_touch_shared_or_method_settings():
+    cfg = StudyConfig(methods=["dpo-100"], seeds=[0, 1], variants={"lr1": {"lr": 1e-4}, "top8": {"lora_layers": 8}})
+    cfg.validate()
+    assert [a.name for a in expand_arms(cfg)] == ["dpo-100-b1-all-s0-lr1", "dpo-100-b1-all-s1-lr1",
+                                                  "dpo-100-b1-all-s0-top8", "dpo-100-b1-all-s1-top8"]
+    for bad in ({"max_new_tokens": 64}, {"annotator": "gold"}, {"nonsense": 1}):
+        with pytest.raises(ConfigError, match="cannot set"):
+            StudyConfig(variants={"v": bad}).validate()
+
+
+def test_analysis_compares_each_cell_with_both_baselines():
+    def row(method, budget, strategy, seed, rates, variant=""):
+        return {"method": method, "budget": budget, "strategy": strategy, "seed": seed, "variant": variant,
+                "human_labels": 10, "win_rate": sum(rates.values()) / len(rates), "prompt_win_rates": rates}
+
+    rows = [row("dpo-100", 1.0, "all", 0, {"a": 1.0, "b": 0.75}),
+            row("dpo-seed", 0.1, "random", 0, {"a": 0.5, "b": 0.5}),
+            row("cw-dpo", 0.1, "random", 0, {"a": 0.75, "b": 0.75}),
+            row("drsow", 0.0, "none", 0, {"a": 0.5, "b": 0.75})]
+    out = analyse(rows)
+    pairs = {(p["arm"], p["baseline"]): p["diff"] for p in out["paired"]}
+    assert pairs == {("dpo-seed-b0.1-random", "dpo-100"): pytest.approx(-0.375),
+                     ("cw-dpo-b0.1-random", "dpo-100"): pytest.approx(-0.125),
+                     ("cw-dpo-b0.1-random", "dpo-seed"): pytest.approx(0.25),
+                     ("drsow-b0", "dpo-100"): pytest.approx(-0.25)}
+    cells = {c["cell"]: c for c in out["cells"]}
+    assert cells["cw-dpo-b0.1-random"]["recovered"] == pytest.approx(0.25 / 0.375)
+    assert "recovered" not in cells["dpo-100"] and cell_name("drsow", 0.0, "none") == "drsow-b0"
