@@ -27,6 +27,11 @@ T = TypeVar("T")
 HUB_PREFIX = "hf://"
 
 
+def cache_dir() -> Path:
+    """Where frugalign keeps files between runs: ``$FRUGALIGN_CACHE`` or ``~/.cache/frugalign``."""
+    return Path(os.environ.get("FRUGALIGN_CACHE", Path.home() / ".cache" / "frugalign"))
+
+
 # ---------------------------------------------------------------- raw records
 def read_records(path: str | os.PathLike) -> list[tuple[str, dict]]:
     """Read raw records as ``(where, record)`` tuples; ``where`` names file and row."""

@@ -143,6 +143,6 @@ def score(scorer, items: Sequence, ctx: DistContext | None = None, **score_optio
 
     Works with :class:`~frugalign.logprobs.LogProbScorer` and the vLLM backend's ``score``.
     """
-    from .logprobs import _as_items
+    from .logprobs import as_score_items
 
-    return map_sharded(lambda part: scorer.score(part, **score_options), _as_items(items), ctx)
+    return map_sharded(lambda part: scorer.score(part, **score_options), as_score_items(items), ctx)

@@ -33,7 +33,7 @@ from .metrics import (
     reliability_diagram_png,
     rewardbench_sections,
 )
-from .types import Annotation, PreferencePair, _str, _id, validate_prompt
+from .types import Annotation, PreferencePair, str_field, id_field, validate_prompt
 
 COVERAGE_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -113,10 +113,10 @@ def read_rewardbench(path) -> list[dict]:
 
     rows, seen = [], set()
     for i, (where, rec) in enumerate(read_records(path)):
-        row = {"id": _id(rec, "id", where) if rec.get("id") is not None else str(i),
+        row = {"id": id_field(rec, "id", where) if rec.get("id") is not None else str(i),
                "prompt": validate_prompt(rec.get("prompt"), where),
-               "chosen": _str(rec, "chosen", where), "rejected": _str(rec, "rejected", where),
-               "subset": _str(rec, "subset", where)}
+               "chosen": str_field(rec, "chosen", where), "rejected": str_field(rec, "rejected", where),
+               "subset": str_field(rec, "subset", where)}
         if row["id"] in seen:
             raise DataError(f"{where}: field 'id': duplicate id {row['id']!r}")
         seen.add(row["id"])

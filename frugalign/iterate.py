@@ -24,21 +24,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from .commands.iterate import IterateConfig  # the settings live with the CLI command
-from .commands.train import TrainConfig
 from .data import read_pool, read_training, write_json, write_records
 from .errors import ConfigError
-from .backends import backend_needs_model, get_backend, resolve_backend_name
+from .backends import BACKENDS, backend_needs_model, get_backend, resolve_backend_name
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer, ScoreItem
-from .models import load_model
+from .models import DEFAULT_MODEL, load_model
 from .packing import REF_COLUMNS
 from .precision import autocast, resolve_precision
-from .train import train
+from .train import TrainConfig, train
 from .types import PromptItem, TrainingRow
 
 __all__ = ["IterateConfig", "implicit_rewards", "iterate", "min_max_pairs"]
@@ -91,6 +91,64 @@ def min_max_pairs(pool: list[PromptItem], rewards: list[list[float]], policy_log
                           meta={"round": round_index, "reward_chosen": rs[best], "reward_rejected": rs[worst], "p": p})
         rows.append({**row.to_record(), REF_COLUMNS[0]: lps[best], REF_COLUMNS[1]: lps[worst]})
     return rows, skipped
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class IterateConfig:
+    prompts: str = field(default="", metadata={"help": "new prompts (id, prompt[, system, domain]); split across rounds"})
+    policy: str = field(default="", metadata={"help": "the seed-trained policy (round 1 starts from it)"})
+    output_dir: str = ""
+    init_model: str = field(default=DEFAULT_MODEL, metadata={"help": "π_init, the initial model: reference of the judging reward"})
+    rounds: int = 2
+    prompts_per_round: int | None = field(default=None, metadata={"help": "default: all prompts split evenly"})
+    k: int = field(default=2, metadata={"help": "responses sampled per prompt"})
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    generation_batch_size: int = 16
+    backend: str = field(default="auto", metadata={"help": "sampling: auto | fast | transformers | vllm"})
+    beta: float = 0.1
+    min_reward_gap: float = field(default=0.0, metadata={"help": "drop prompts whose best-worst reward gap is <= this (ties)"})
+    lambdas: list | None = field(default=None, metadata={"help": "noise-detection λ per round (default 1/2, 1/4, 1/8, ...)"})
+    weights: Literal["none", "confidence"] = field(default="none", metadata={"help": "confidence: weight pairs by 2σ(r⁺−r⁻)−1"})
+    loss: Literal["dpo", "ipo", "robust"] = "dpo"
+    self_refine_alpha: float = 0.1
+    self_refine_warmup: float = 0.2
+    finetune: Literal["full", "lora"] = "full"
+    lr: float | None = None
+    epochs: float = 1.0
+    batch_size: int = 8
+    micro_batch_size: int = 4
+    precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={"help": "auto: bf16 only where native and faster"})
+    max_length: int = 1024
+    train: dict = field(default_factory=dict, metadata={"help": "any other train setting (YAML mapping)"})
+    seed: int = 0
+    device: Literal["cpu", "auto"] = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not (self.prompts and self.policy and self.output_dir):
+            raise ConfigError("iterate needs prompts=..., policy=... and output_dir=...")
+        if self.rounds < 1 or self.k < 2:
+            raise ConfigError(f"need rounds >= 1 and k >= 2 (a pair needs two responses), got {self.rounds}, {self.k}")
+        if self.lambdas is not None:
+            try:
+                self.lambdas = [float(x) for x in self.lambdas]
+            except (TypeError, ValueError):
+                raise ConfigError(f"lambdas must be numbers, got {self.lambdas!r}") from None
+            if len(self.lambdas) < self.rounds or any(x < 0 for x in self.lambdas):
+                raise ConfigError(f"need one λ >= 0 per round ({self.rounds}), got {self.lambdas}")
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown generation backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+
+    def noise_lambda(self, round_index: int) -> float:
+        """λ for round ``round_index`` (1-based): the paper's 1/2, 1/4, 1/8, ... unless given."""
+        return self.lambdas[round_index - 1] if self.lambdas is not None else 0.5 ** round_index
 
 
 # --------------------------------------------------------------------------- rounds

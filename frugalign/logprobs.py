@@ -75,7 +75,7 @@ class ScorerStats:
     extra: dict = field(default_factory=dict)
 
 
-def _as_items(items: Sequence) -> list[ScoreItem]:
+def as_score_items(items: Sequence) -> list[ScoreItem]:
     out = []
     for it in items:
         if isinstance(it, ScoreItem):
@@ -166,7 +166,7 @@ class LogProbScorer:
     def score(self, items: Sequence, *, per_token: bool = False,
               mix_with: tuple | None = None) -> list[ScoreResult]:
         """Score items; results are in input order."""
-        items = _as_items(items)
+        items = as_score_items(items)
         self.stats = ScorerStats(items=len(items))
         if not items:
             return []
@@ -186,7 +186,7 @@ class LogProbScorer:
     @torch.inference_mode()
     def embed(self, items: Sequence, *, normalize: bool = True) -> torch.Tensor:
         """Mean of last-layer hidden states over response tokens (REAL's policy embedding)."""
-        items = _as_items(items)
+        items = as_score_items(items)
         self.stats = ScorerStats(items=len(items))
         encoded = self.encode(items)
         dim = self.model.config.hidden_size
@@ -209,7 +209,7 @@ class LogProbScorer:
                 by_group.setdefault(key, []).append(i)
         groups = []
         for members in by_group.values():
-            prefix = _common_prefix([encoded[i].ids for i in members]) if self.share_prompts else 0
+            prefix = common_prefix([encoded[i].ids for i in members]) if self.share_prompts else 0
             # Stop the prefix before the first response token so every scored
             # position is produced by the suffix pass or the prefix's last state.
             prefix = min([prefix] + [encoded[i].start for i in members])
@@ -251,7 +251,7 @@ class LogProbScorer:
     def _forward_batch(self, model, batch, encoded):
         device = next(model.parameters()).device
         pad = self.tokenizer.pad_token_id or 0
-        body = _decoder(model)
+        body = decoder_of(model)
         prefix_lens = [p for p, _ in batch]
         p_max = max(prefix_lens)
         rows, suffixes, group_of_row = [], [], []
@@ -319,20 +319,20 @@ class LogProbScorer:
         out = torch.empty(h.shape[0], dtype=torch.float32)
         for s in range(0, h.shape[0], self.vocab_chunk_rows):
             sl = slice(s, s + self.vocab_chunk_rows)
-            logits = _logits(self.model, h[sl])
+            logits = lm_logits(self.model, h[sl])
             if o is not None:
-                logits = (1.0 + lam) * logits - lam * _logits(self._mix_model, o[sl])
+                logits = (1.0 + lam) * logits - lam * lm_logits(self._mix_model, o[sl])
             out[sl] = (logits.gather(-1, targets[sl, None]).squeeze(-1) - torch.logsumexp(logits, -1)).cpu()
         return out
 
 
-def _decoder(model):
+def decoder_of(model):
     """The transformer body (no LM head) of a causal LM, PEFT-wrapped or not."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder() if hasattr(base, "get_decoder") else base.model
 
 
-def _logits(model, h: torch.Tensor) -> torch.Tensor:
+def lm_logits(model, h: torch.Tensor) -> torch.Tensor:
     """LM-head logits in float32, with the final soft-capping some models use (Gemma 2)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     logits = base.get_output_embeddings()(h).float()
@@ -342,7 +342,7 @@ def _logits(model, h: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _common_prefix(seqs: list[list[int]]) -> int:
+def common_prefix(seqs: list[list[int]]) -> int:
     first = seqs[0]
     n = min(len(s) for s in seqs)
     for s in seqs[1:]:
@@ -365,7 +365,7 @@ def _context_length(model) -> int:
 def score_ratio(scorer_a: LogProbScorer, scorer_b: LogProbScorer, items: Sequence,
                 ) -> tuple[list[float], list[ScoreResult], list[ScoreResult]]:
     """Σ log p_a − Σ log p_b per item, each model with its own tokenizer and template."""
-    items = _as_items(items)
+    items = as_score_items(items)
     ra, rb = scorer_a.score(items), scorer_b.score(items)
     diff = [a.logprob - b.logprob if not (a.skipped or b.skipped) else math.nan for a, b in zip(ra, rb)]
     return diff, ra, rb

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from .data import cache_dir
 from .errors import ConfigError, ModelLoadError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,10 +56,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         "Gemma-3-270M base (a less aligned model for density ratios)"),
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FRUGALIGN_CACHE", Path.home() / ".cache" / "frugalign"))
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str = "cpu") -> torch.dtype:

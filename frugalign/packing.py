@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .data import read_records
 from .errors import DataError
-from .logprobs import LogProbScorer, ScoreItem, _common_prefix, _decoder, _logits
+from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits
 from .types import TrainingRow
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for precomputed reference log-probs
@@ -50,7 +50,7 @@ class Example:
 
 def pack_pair(ec, er) -> tuple[list[int], list[int], int, int, tuple, tuple]:
     """Pack two :class:`~frugalign.logprobs.Encoded` items sharing a prompt into one row."""
-    p = min(_common_prefix([ec.ids, er.ids]), ec.start, er.start)
+    p = min(common_prefix([ec.ids, er.ids]), ec.start, er.start)
     split = len(ec.ids)
     ids = ec.ids + er.ids[p:]
     positions = list(range(split)) + list(range(p, len(er.ids)))
@@ -158,7 +158,7 @@ def token_logps(model, h: torch.Tensor, targets: torch.Tensor, chunk: int, recom
     so memory is O(chunk × vocab) (gradient checkpointing for the LM head).
     """
     def chunk_logps(h_c, t_c):
-        logits = _logits(model, h_c)
+        logits = lm_logits(model, h_c)
         return logits.gather(-1, t_c[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
     out = []
@@ -188,7 +188,7 @@ class PairLogProbs(torch.nn.Module):
             with starting_at(self.model, self.trunk_layer) as decoder:
                 out = decoder(inputs_embeds=batch["trunk"], **common)
         else:
-            out = _decoder(self.model)(input_ids=batch["input_ids"], **common)
+            out = decoder_of(self.model)(input_ids=batch["input_ids"], **common)
         h = out.last_hidden_state
         return h.reshape(-1, h.shape[-1])[batch["pred"]]
 
@@ -214,7 +214,7 @@ def decoder_layers(model) -> torch.nn.ModuleList | None:
     Needs a ``layers`` ModuleList and layers of one kind (a mix of sliding-window and
     global layers is indexed by position inside the decoder's loop).
     """
-    decoder = _decoder(model)
+    decoder = decoder_of(model)
     layers = getattr(decoder, "layers", None)
     kinds = getattr(getattr(decoder, "config", None), "layer_types", None)
     if not isinstance(layers, torch.nn.ModuleList) or (kinds and len(set(kinds)) > 1):
@@ -227,7 +227,7 @@ def first_trainable_layer(model) -> int:
     layers = decoder_layers(model)
     if layers is None:
         return 0
-    embeddings = _decoder(model).get_input_embeddings()
+    embeddings = decoder_of(model).get_input_embeddings()
     if any(p.requires_grad for p in embeddings.parameters()):
         return 0
     for i, layer in enumerate(layers):
@@ -239,7 +239,7 @@ def first_trainable_layer(model) -> int:
 @contextmanager
 def starting_at(model, layer: int):
     """The decoder with layers ``[layer:]`` only; feed it the trunk as ``inputs_embeds``."""
-    decoder = _decoder(model)
+    decoder = decoder_of(model)
     layers = decoder.layers
     decoder.layers = torch.nn.ModuleList(list(layers)[layer:])
     try:
@@ -263,7 +263,7 @@ def trunk_states(model, batch, layer: int) -> torch.Tensor:
 
     handle = decoder_layers(model)[layer].register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        _decoder(model)(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+        decoder_of(model)(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                         attention_mask=batch["attention_mask"], use_cache=False)
     except _TrunkCaptured:
         pass
@@ -312,7 +312,7 @@ def mixed_logps(scorer: PairLogProbs, ref_model, h_policy: torch.Tensor, batch, 
     for s in range(0, h_policy.shape[0], scorer.chunk):
         sl = slice(s, s + scorer.chunk)
         with as_reference(scorer.model, ref_model) as ref:  # per chunk: the adapter is back on for the policy
-            ref_logits = _logits(ref, h_ref[sl])
-        logits = (1 + lam) * _logits(scorer.model, h_policy[sl]) - lam * ref_logits
+            ref_logits = lm_logits(ref, h_ref[sl])
+        logits = (1 + lam) * lm_logits(scorer.model, h_policy[sl]) - lam * ref_logits
         out.append(logits.gather(-1, batch["targets"][sl, None]).squeeze(-1) - torch.logsumexp(logits, -1))
     return scorer.sums(torch.cat(out), batch)

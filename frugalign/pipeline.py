@@ -43,6 +43,16 @@ def _versions() -> dict:
     return out
 
 
+def config_difference(old: dict, new: dict, ignore=()) -> str | None:
+    """``"key: old -> new, ..."`` for the first settings that differ (``ignore`` left out), or None.
+
+    The one guard for "this directory holds a run with other settings" (training,
+    SPA rounds, a study summary).
+    """
+    keys = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:3]) if keys else None
+
+
 def stage_key(name: str, settings: dict, input_keys: dict[str, str]) -> str:
     blob = json.dumps({"stage": name, "settings": settings, "inputs": input_keys}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -136,10 +146,6 @@ class RunDir:
         self.save()
         log(f"[{stage.name}] done in {time.time() - t0:.1f}s")
         return summary
-
-    def add_human_labels(self, n: int) -> None:
-        self.manifest["human_labels_spent"] = self.manifest.get("human_labels_spent", 0) + n
-        self.save()
 
     def summary(self, name: str) -> dict[str, Any]:
         return self.manifest["stages"].get(name, {}).get("summary", {})

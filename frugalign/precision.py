@@ -87,8 +87,7 @@ def measure_bf16_speedup(size: int = 512, repeats: int = 8) -> float:
 
 def _cached_speedup() -> float:
     """The measured speed-up, read from / written to the on-disk cache."""
-    from .data import write_json
-    from .models import cache_dir
+    from .data import cache_dir, write_json
 
     path, key = cache_dir() / "precision.json", _cpu_key()
     try:

@@ -236,9 +236,8 @@ def _read_optional(reader, *paths: Path) -> list:
 
 
 def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
-    from .commands.train import TrainConfig
     from .data import annotations_to_training
-    from .train import train
+    from .train import TrainConfig, train
 
     pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
     label_files = [ctx.input("label", "human.jsonl"), ctx.input("annotate", "auto.jsonl")]

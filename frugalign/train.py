@@ -30,25 +30,117 @@ import dataclasses
 import json
 import math
 import os
-import random
 import shutil
 import time
+import typing
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .commands.train import NON_MATH, TrainConfig  # the settings live with the CLI command
+from .checkpoints import load_checkpoint, save_checkpoint
 from .data import write_json, write_records
 from .errors import ConfigError
 from .losses import SelfRefinement, get_loss, recent_window
-from .models import load_model, quiet_weight_io
+from .models import DEFAULT_MODEL, load_model, quiet_weight_io
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
+from .pipeline import config_difference
 from .precision import autocast, resolve_precision
+
+# --------------------------------------------------------------------------- settings
+
+
+# Settings that do not change the numbers a run produces (may differ on resume).
+NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints", "tensorboard", "stop_after", "threads",
+            "trunk_cache_gb"}
+
+
+@dataclass
+class TrainConfig:
+    data: str = field(default="", metadata={"help": "training table: prompt, chosen, rejected[, weight, label_smoothing, confidence, ref_*_logps]"})
+    output_dir: str = field(default="", metadata={"help": "run directory (checkpoints, metrics, final model)"})
+    model: str = DEFAULT_MODEL
+    ref_model: str | None = field(default=None, metadata={"help": "reference model (default: the policy at step 0)"})
+    reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
+    loss: Literal["dpo", "ipo", "robust"] = "dpo"
+    beta: float = 0.1
+    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={"help": "column: the weight field; confidence: CW-PO"})
+    smoothing: float | None = field(default=None, metadata={"help": "constant label smoothing (cDPO); default: per-pair column"})
+    reduction: Literal["mean", "weight_normalized"] = field(default="mean", metadata={"help": "mean: Σw·ℓ/n; weight_normalized: Σw·ℓ/Σw (global batch)"})
+    ipo_normalize_length: bool = field(default=True, metadata={"help": "IPO on per-token log-ratios, as TRL"})
+    self_refine_alpha: float = field(default=0.0, metadata={"help": "SPA smoothing α on flagged pairs (0 = off)"})
+    self_refine_warmup: float = 0.2
+    self_refine_percentile: float = 10.0
+    self_refine_window: int = field(default=0, metadata={"help": "margins in SPA's rolling window (0: a tenth of "
+                                                                 "the run's pairs, at least one batch, at most 1024)"})
+    noise_lambda: float = field(default=0.0, metadata={"help": "SPA decoupled noise detection λ (margins from (1+λ)h_θ − λh_ref)"})
+    finetune: Literal["full", "lora"] = "full"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target: str = "all-linear"
+    lora_layers: int = field(default=0, metadata={"help": "LoRA on the top N decoder layers only (0: all); backward "
+                                                          "stops below them and their frozen input is cached"})
+    trunk_cache_gb: float = field(default=4.0, metadata={"help": "memory for caching the frozen lower layers' output "
+                                                                 "across epochs (0: recompute every step)"})
+    precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={
+        "help": "auto: bf16 where the CPU/GPU runs it natively and faster, else float32; bf16: autocast, float32 weights"})
+    gradient_checkpointing: bool = True
+    checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N-th decoder layer (speed vs memory)"})
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = field(default=8, metadata={"help": "pairs per optimiser step (global, all processes)"})
+    micro_batch_size: int = field(default=4, metadata={"help": "pairs per forward per process"})
+    lr: float | None = field(default=None, metadata={"help": "default 5e-7 (full, as the SPA paper) or 2e-4 (LoRA)"})
+    lr_schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    max_length: int = 1024
+    overflow: Literal["error", "skip", "truncate"] = field(default="error", metadata={"help": "pairs over max_length"})
+    lm_head_chunk: int = 256
+    device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "auto: GPU if present"})
+    save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: only when stopping early)"})
+    keep_checkpoints: int = 1
+    resume: bool = field(default=True, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    stop_after: int | None = field(default=None, metadata={"help": "stop (with a checkpoint) after N steps in this call"})
+    tensorboard: bool = True
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        hints = typing.get_type_hints(TrainConfig)
+        for name, tp in hints.items():  # every Literal setting, also when built from Python
+            if typing.get_origin(tp) is Literal and getattr(self, name) not in typing.get_args(tp):
+                raise ConfigError(f"setting {name}={getattr(self, name)!r}: expected one of {typing.get_args(tp)}")
+        checks = [
+            (bool(self.data and self.output_dir), "train needs data=... and output_dir=..."),
+            (self.smoothing is None or 0 <= self.smoothing < 0.5, f"smoothing must lie in [0, 0.5), got {self.smoothing}"),
+            (self.reference != "adapter" or (self.finetune == "lora" and not self.ref_model), "reference=adapter needs finetune=lora and no ref_model"),
+            (self.batch_size >= 1 and self.micro_batch_size >= 1, "batch_size and micro_batch_size must be >= 1"),
+            (self.epochs > 0 and (self.max_steps is None or self.max_steps >= 1), "need epochs > 0 and max_steps >= 1"),
+            (self.beta > 0 and self.noise_lambda >= 0 and self.checkpoint_every >= 1, "need beta > 0, noise_lambda >= 0, checkpoint_every >= 1"),
+            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.lora_layers >= 0 and self.trunk_cache_gb >= 0, "need lora_layers >= 0 and trunk_cache_gb >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+        if self.self_refine_window < 0:
+            raise ConfigError(f"self_refine_window must be >= 0 (0: automatic), got {self.self_refine_window}")
+        SelfRefinement(self.self_refine_alpha, self.self_refine_warmup, self.self_refine_percentile,
+                       self.self_refine_window or 1)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (2e-4 if self.finetune == "lora" else 5e-7)
+
 
 # --------------------------------------------------------------------------- model
 
@@ -90,73 +182,14 @@ def lora_targets(model, target: str, top_layers: int = 0) -> str | list[str]:
     return found
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _trainable(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(run, step: int) -> None:
-    """Write ``checkpoints/step-N`` atomically: a temp dir, renamed when complete."""
-    from safetensors.torch import save_file
-
-    acc, root = run.accelerator, Path(run.cfg.output_dir) / "checkpoints"
-    final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    torch.save(rng, tmp / f"rng-{acc.process_index}.pt")
-    if acc.is_main_process:
-        save_file(_trainable(run.policy), str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict()}, tmp / "optim.pt")
-        write_json(tmp / "state.json", {"step": step, "refine": run.refine.state_dict() if run.refine else None})
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"))[:-max(1, run.cfg.keep_checkpoints)]:
-            shutil.rmtree(old, ignore_errors=True)
-    acc.wait_for_everyone()
-
-
-def load_checkpoint(run, path: Path) -> int:
-    """Restore parameters, optimiser, scheduler, SPA window and RNG; return the step."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path / "trainable.safetensors"))
-    missing = set(_trainable(run.policy)) - set(state)
-    if missing:
-        raise ConfigError(f"{path}: checkpoint lacks {len(missing)} trainable tensors (e.g. {sorted(missing)[0]})")
-    run.policy.load_state_dict(state, strict=False)
-    optim = torch.load(path / "optim.pt", weights_only=False)
-    run.optimizer.load_state_dict(optim["optimizer"])
-    run.scheduler.load_state_dict(optim["scheduler"])
-    meta = json.loads((path / "state.json").read_text())
-    if run.refine is not None and meta.get("refine"):
-        run.refine.load_state_dict(meta["refine"])
-    rng_file = path / f"rng-{run.accelerator.process_index}.pt"
-    if rng_file.exists():
-        rng = torch.load(rng_file, weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-    return int(meta["step"])
-
-
 def check_run_dir(cfg: TrainConfig) -> bool:
     """True if ``output_dir`` holds this same run; a different config is a one-line error."""
     path = Path(cfg.output_dir) / "config.json"
     if not path.exists():
         return False
-    old = json.loads(path.read_text()).get("config", {})
-    new = asdict(cfg)
-    diff = sorted(k for k in set(old) | set(new) if k not in NON_MATH and old.get(k) != new.get(k))
+    diff = config_difference(json.loads(path.read_text()).get("config", {}), asdict(cfg), ignore=NON_MATH)
     if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:3])
-        raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({shown}); use another output_dir")
+        raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({diff}); use another output_dir")
     if not cfg.resume:
         raise ConfigError(f"{cfg.output_dir} already holds this run; pass resume=true or use another output_dir")
     return True

@@ -46,7 +46,7 @@ def _req(rec: dict, name: str, where: str) -> Any:
     return rec[name]
 
 
-def _str(rec: dict, name: str, where: str, *, required: bool = True,
+def str_field(rec: dict, name: str, where: str, *, required: bool = True,
          nonempty: bool = True) -> str | None:
     if not required and rec.get(name) is None:
         return None
@@ -58,7 +58,7 @@ def _str(rec: dict, name: str, where: str, *, required: bool = True,
     return value
 
 
-def _id(rec: dict, name: str, where: str) -> str:
+def id_field(rec: dict, name: str, where: str) -> str:
     value = _req(rec, name, where)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _fail(where, name, f"expected a string or integer id, got {type(value).__name__}")
@@ -142,10 +142,10 @@ class PromptItem:
             if not r.strip():
                 raise _fail(where, f"responses[{i}]", "is empty")
         return cls(
-            id=_id(rec, "id", where),
+            id=id_field(rec, "id", where),
             prompt=validate_prompt(_req(rec, "prompt", where), where),
-            system=_str(rec, "system", where, required=False),
-            domain=_str(rec, "domain", where, required=False),
+            system=str_field(rec, "system", where, required=False),
+            domain=str_field(rec, "domain", where, required=False),
             responses=list(responses),
             meta=_dict(rec, "meta", where),
         )
@@ -170,13 +170,13 @@ class PreferencePair:
     @classmethod
     def from_record(cls, rec: dict, where: str = "<record>") -> "PreferencePair":
         return cls(
-            id=_id(rec, "id", where),
+            id=id_field(rec, "id", where),
             prompt=validate_prompt(_req(rec, "prompt", where), where),
-            response_a=_str(rec, "response_a", where),
-            response_b=_str(rec, "response_b", where),
-            system=_str(rec, "system", where, required=False),
-            domain=_str(rec, "domain", where, required=False),
-            prompt_id=None if rec.get("prompt_id") is None else _id(rec, "prompt_id", where),
+            response_a=str_field(rec, "response_a", where),
+            response_b=str_field(rec, "response_b", where),
+            system=str_field(rec, "system", where, required=False),
+            domain=str_field(rec, "domain", where, required=False),
+            prompt_id=None if rec.get("prompt_id") is None else id_field(rec, "prompt_id", where),
             meta=_dict(rec, "meta", where),
         )
 
@@ -213,9 +213,9 @@ class Annotation:
         preferred = _req(rec, "preferred", where)
         if preferred not in PREFERENCES:
             raise _fail(where, "preferred", f"expected one of {PREFERENCES}, got {preferred!r}")
-        source = _str(rec, "source", where)
+        source = str_field(rec, "source", where)
         return cls(
-            pair_id=_id(rec, "pair_id", where),
+            pair_id=id_field(rec, "pair_id", where),
             preferred=preferred,
             p_a=_float(rec, "p_a", where, lo=0.0, hi=1.0),
             confidence=_float(rec, "confidence", where, lo=0.0, hi=1.0),
@@ -252,17 +252,17 @@ class TrainingRow:
     def from_record(cls, rec: dict, where: str = "<record>") -> "TrainingRow":
         return cls(
             prompt=validate_prompt(_req(rec, "prompt", where), where),
-            chosen=_str(rec, "chosen", where),
-            rejected=_str(rec, "rejected", where),
-            id=None if rec.get("id") is None else _id(rec, "id", where),
-            system=_str(rec, "system", where, required=False),
+            chosen=str_field(rec, "chosen", where),
+            rejected=str_field(rec, "rejected", where),
+            id=None if rec.get("id") is None else id_field(rec, "id", where),
+            system=str_field(rec, "system", where, required=False),
             weight=_float(rec, "weight", where, default=1.0, lo=0.0),
             label_smoothing=_float(rec, "label_smoothing", where, default=0.0, lo=0.0,
                                    hi=0.5, hi_open=True),
             confidence=None if rec.get("confidence") is None
             else _float(rec, "confidence", where, lo=0.0, hi=1.0),
-            source=_str(rec, "source", where, required=False),
-            domain=_str(rec, "domain", where, required=False),
+            source=str_field(rec, "source", where, required=False),
+            domain=str_field(rec, "domain", where, required=False),
             meta=_dict(rec, "meta", where),
         )
 

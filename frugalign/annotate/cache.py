@@ -19,8 +19,9 @@ from typing import Sequence
 
 import torch
 
-from ..logprobs import LogProbScorer, ScoreItem, ScoreResult, _as_items
-from ..models import cache_dir, model_identity
+from ..logprobs import LogProbScorer, ScoreItem, ScoreResult, as_score_items
+from ..data import cache_dir
+from ..models import model_identity
 
 _SAMPLES_PER_TENSOR = 64
 
@@ -100,7 +101,7 @@ class CachedScorer:
 
     def score(self, items: Sequence, *, mix_with: tuple | None = None) -> list[ScoreResult]:
         """Like :meth:`LogProbScorer.score` (sums only), computing just the cache misses."""
-        items = _as_items(items)
+        items = as_score_items(items)
         if self.cache is None:
             self.stats["cache_misses"] += len(items)
             return self.scorer.score(items, mix_with=mix_with)

@@ -109,9 +109,9 @@ class LMReward(nn.Module):
 
     def __init__(self, model, tokenizer, *, lora: bool, lora_r: int, lora_alpha: int, max_length: int):
         super().__init__()
-        from ..logprobs import _decoder
+        from ..logprobs import decoder_of
 
-        body = _decoder(model)
+        body = decoder_of(model)
         if lora:
             from peft import LoraConfig, get_peft_model
 

@@ -114,9 +114,9 @@ class VLLMBackend:
     def score(self, items: Sequence, *, per_token: bool = False, overflow: str = "error",
               score_end_of_turn: bool = True):
         """Σ log p(response token | conversation so far) per item, like ``LogProbScorer.score``."""
-        from ..logprobs import LogProbScorer, ScoreResult, _as_items
+        from ..logprobs import LogProbScorer, ScoreResult, as_score_items
 
-        items = _as_items(items)
+        items = as_score_items(items)
         if not items:
             return []
         # The scorer's encoder gives the exact response boundaries; it needs no weights,

@@ -37,14 +37,8 @@ from frugalign.bench.relevance import (
     load_sentence_encoder,
     shared_stems,
 )
-from frugalign.bench.tasks import (
-    TASK_NAMES,
-    BenchPrompt,
-    BenchTask,
-    canned_reply_baseline,
-    get_task,
-    parse_prompt_id,
-)
+from frugalign.bench.registry import TASK_NAMES, canned_reply_baseline, get_task
+from frugalign.bench.tasks import BenchPrompt, BenchTask, parse_prompt_id
 
 __all__ = [
     "BaseQuestion",

@@ -23,7 +23,7 @@ from typing import Any
 
 from if_verifiable.common import evaluate_instructions
 
-from frugalign.bench.nltk_offline import _NltkProxy, RegexSentenceTokenizer
+from frugalign.bench.nltk_offline import NltkProxy, RegexSentenceTokenizer
 from frugalign.bench.questions import BaseQuestion, split_of
 from frugalign.bench.tasks import BenchPrompt, BenchTask
 
@@ -47,7 +47,7 @@ def ifbench_registry() -> dict[str, Any]:
         from if_verifiable.ifbench.instructions_registry import INSTRUCTION_DICT
     finally:
         nltk.download = real_download
-    proxy = util.nltk if isinstance(util.nltk, _NltkProxy) else _NltkProxy(util.nltk)
+    proxy = util.nltk if isinstance(util.nltk, NltkProxy) else NltkProxy(util.nltk)
     util.nltk = proxy
     ins.nltk = proxy
     tokenizer = RegexSentenceTokenizer()

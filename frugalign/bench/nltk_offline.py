@@ -36,7 +36,7 @@ class RegexSentenceTokenizer:
         return [s for s in split_into_sentences(text) if s.strip()]
 
 
-class _NltkProxy(types.SimpleNamespace):
+class NltkProxy(types.SimpleNamespace):
     """The ``nltk`` module as one package sees it, with data-free tokenisers."""
 
     def __init__(self, real: types.ModuleType):
@@ -65,7 +65,7 @@ def install_offline_tokenizers() -> None:
 
     sentence_tokenizer = RegexSentenceTokenizer()
     util._get_sentence_tokenizer = lambda: sentence_tokenizer  # count_sentences looks it up at call time
-    proxy = _NltkProxy(util.nltk if not isinstance(util.nltk, _NltkProxy) else util.nltk._real)
+    proxy = NltkProxy(util.nltk if not isinstance(util.nltk, NltkProxy) else util.nltk._real)
     util.nltk = proxy  # CapitalWordFrequencyChecker calls instructions_util.nltk.word_tokenize
     if hasattr(ins, "nltk"):
         ins.nltk = proxy

@@ -14,7 +14,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import importlib.util
 
-    from ..models import EMBEDDED, cache_dir, materialized_dir
+    from ..data import cache_dir
+    from ..models import EMBEDDED, materialized_dir
 
     if args.action == "list":
         for em in EMBEDDED.values():
