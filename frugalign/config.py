@@ -144,7 +144,3 @@ def build_config(cls: type[C], args: argparse.Namespace | None = None, *, preset
     if callable(check):
         check()
     return cfg
-
-
-def config_to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)

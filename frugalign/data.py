@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from .errors import DataError
-from .types import RECORD_TYPES, Annotation, PreferencePair, PromptItem, TrainingRow
+from .types import Annotation, PreferencePair, PromptItem, TrainingRow
+from .weights import pair_weight
 
 T = TypeVar("T")
 HUB_PREFIX = "hf://"
@@ -187,14 +188,6 @@ def read_training(path) -> list[TrainingRow]:
     return _read_typed(path, TrainingRow.from_record, "id")
 
 
-def read_typed(path, kind: str) -> list:
-    """Read a table of ``kind`` in ``pool | pairs | annotations | train``."""
-    if kind not in RECORD_TYPES:
-        raise DataError(f"unknown table kind {kind!r}; expected one of {sorted(RECORD_TYPES)}")
-    id_field = "pair_id" if kind == "annotations" else "id"
-    return _read_typed(path, RECORD_TYPES[kind].from_record, id_field)
-
-
 # ---------------------------------------------------------------- writers
 def _records(items: Iterable[Any]) -> list[dict]:
     return [it.to_record() if hasattr(it, "to_record") else dict(it) for it in items]
@@ -259,6 +252,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def read_optional(reader, *paths: Path) -> list:
+    """Concatenate tables, treating empty files (a stage with nothing to write) as empty tables."""
+    out = []
+    for p in paths:
+        if p.exists() and p.stat().st_size:
+            out += reader(p)
+    return out
+
+
 # ---------------------------------------------------------------- conversions
 def pool_to_pairs(pool: Sequence[PromptItem]) -> list[PreferencePair]:
     """All unordered response pairs of each prompt (ids ``<prompt id>:<i>-<j>``)."""
@@ -276,7 +278,7 @@ def pool_to_pairs(pool: Sequence[PromptItem]) -> list[PreferencePair]:
 
 
 def annotations_to_training(pairs: Sequence[PreferencePair], annotations: Sequence[Annotation],
-                            *, weight_by_confidence: bool = False,
+                            *, weighting: str = "none",
                             label_smoothing: float = 0.0) -> tuple[list[TrainingRow], dict]:
     """Join pairs with their annotations into TRL rows; ties and unannotated pairs are counted, not kept."""
     by_id = {p.id: p for p in pairs}
@@ -294,7 +296,7 @@ def annotations_to_training(pairs: Sequence[PreferencePair], annotations: Sequen
                             else (pair.response_b, pair.response_a))
         rows.append(TrainingRow(
             prompt=pair.prompt, chosen=chosen, rejected=rejected, id=pair.id, system=pair.system,
-            weight=ann.confidence if weight_by_confidence else 1.0,
+            weight=pair_weight(ann.confidence, ann.source, weighting, f"annotation {ann.pair_id}"),
             label_smoothing=label_smoothing, confidence=ann.confidence, source=ann.source,
             domain=pair.domain,
         ))

@@ -14,8 +14,13 @@ Round i (1-based) starts from model M_{i-1}; M_0 is the seed-trained policy.
    flag margin comes from logits (1 + λ)·h_θ − λ·h_ref of the *model being trained*,
    so it is computed inside the training step (:func:`frugalign.packing.mixed_logps`).
 
-Every stage writes its file atomically in ``round-i/`` (``pool.jsonl``, ``pairs.jsonl``,
-``train/``, ``round.json``); a rerun skips finished stages and resumes training from
+The judge is the one implicit-reward annotator of :mod:`frugalign.annotate.implicit`
+(min–max pool pairs of :func:`frugalign.annotate.base.pairs_from_pool`); both models
+are in memory while it scores.
+
+Every stage writes its files atomically in ``round-i/`` (``pool.jsonl``; the judged
+``judged_pairs.jsonl`` and ``annotations.jsonl``; the training rows ``pairs.jsonl``;
+``train/``; ``round.json``); a rerun skips finished stages and resumes training from
 its last checkpoint. A different configuration in the same directory is refused.
 """
 
@@ -23,74 +28,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from .data import read_pool, read_training, write_json, write_records
+from .annotate.implicit import implicit_annotator
+from .data import annotations_to_training, read_pool, read_training, write_json, write_records
 from .errors import ConfigError
 from .backends import BACKENDS, backend_needs_model, get_backend, resolve_backend_name
 from .generate import GenerationSettings, generate_pool
-from .logprobs import LogProbScorer, ScoreItem
+from .logprobs import LogProbScorer
 from .models import DEFAULT_MODEL, load_model
 from .packing import REF_COLUMNS
+from .pipeline import config_difference
 from .precision import autocast, resolve_precision
 from .train import TrainConfig, train
-from .types import PromptItem, TrainingRow
+from .types import Annotation, PreferencePair, PromptItem
 
-__all__ = ["IterateConfig", "implicit_rewards", "iterate", "min_max_pairs"]
-
-
-def response_logps(model, tokenizer, pool: list[PromptItem], *, max_length: int, precision: str,
-                   progress: bool = True, desc: str = "scoring") -> list[list[float]]:
-    """Σ log π(y|x) of every response of every prompt (NaN where it does not fit ``max_length``)."""
-    items = [ScoreItem(it.prompt, r, it.system) for it in pool for r in it.responses]
-    scorer = LogProbScorer(model, tokenizer, max_length=max_length, overflow="skip", progress=progress, desc=desc)
-    with autocast(precision, next(model.parameters()).device):  # as training will: stored refs match its forward
-        flat = [float("nan") if s.skipped else s.logprob for s in scorer.score(items)]
-    out, k = [], 0
-    for it in pool:
-        out.append(flat[k:k + len(it.responses)])
-        k += len(it.responses)
-    return out
-
-
-def implicit_rewards(policy_logps: list[list[float]], init_logps: list[list[float]], beta: float) -> list[list[float]]:
-    """SPA's judge: r = β·(log π_θ − log π_init) per response."""
-    return [[beta * (a - b) for a, b in zip(pa, pb)] for pa, pb in zip(policy_logps, init_logps)]
-
-
-def min_max_pairs(pool: list[PromptItem], rewards: list[list[float]], policy_logps: list[list[float]], *,
-                  round_index: int, min_gap: float = 0.0, weight_by_confidence: bool = False) -> tuple[list[dict], dict]:
-    """One training row per prompt: highest vs lowest implicit reward.
-
-    The rows carry the policy's log-probs as ``ref_*_logps``: the policy that judged
-    is the reference of this round's training.
-    """
-    rows, skipped = [], {"ties": 0, "unscorable": 0}
-    for item, rs, lps in zip(pool, rewards, policy_logps):
-        ok = [j for j, r in enumerate(rs) if math.isfinite(r)]
-        # identical samples are one response: keep the first copy
-        ok = [j for j in ok if item.responses[j] not in item.responses[:j]]
-        if len(ok) < 2:
-            skipped["unscorable"] += 1
-            continue
-        best, worst = max(ok, key=lambda j: rs[j]), min(ok, key=lambda j: rs[j])
-        gap = rs[best] - rs[worst]
-        if gap <= min_gap:
-            skipped["ties"] += 1
-            continue
-        p = 1.0 / (1.0 + math.exp(-gap))
-        conf = 2.0 * p - 1.0
-        row = TrainingRow(prompt=item.prompt, chosen=item.responses[best], rejected=item.responses[worst],
-                          id=item.id, system=item.system, weight=conf if weight_by_confidence else 1.0,
-                          confidence=conf, source="implicit", domain=item.domain,
-                          meta={"round": round_index, "reward_chosen": rs[best], "reward_rejected": rs[worst], "p": p})
-        rows.append({**row.to_record(), REF_COLUMNS[0]: lps[best], REF_COLUMNS[1]: lps[worst]})
-    return rows, skipped
+__all__ = ["IterateConfig", "iterate", "judge_round"]
 
 
 # --------------------------------------------------------------------------- settings
@@ -113,7 +70,8 @@ class IterateConfig:
     beta: float = 0.1
     min_reward_gap: float = field(default=0.0, metadata={"help": "drop prompts whose best-worst reward gap is <= this (ties)"})
     lambdas: list | None = field(default=None, metadata={"help": "noise-detection λ per round (default 1/2, 1/4, 1/8, ...)"})
-    weights: Literal["none", "confidence"] = field(default="none", metadata={"help": "confidence: weight pairs by 2σ(r⁺−r⁻)−1"})
+    weights: Literal["none", "confidence"] = field(default="none", metadata={"help": "confidence: CW-PO weights "
+                                                                                     "2σ(r⁺−r⁻)−1 (frugalign.weights)"})
     loss: Literal["dpo", "ipo", "robust"] = "dpo"
     self_refine_alpha: float = 0.1
     self_refine_warmup: float = 0.2
@@ -176,21 +134,55 @@ def _sample(cfg: IterateConfig, start: str, items: list[PromptItem], i: int, pat
     return pool
 
 
-def _judge(cfg: IterateConfig, start: str, pool: list[PromptItem], i: int, path: Path) -> dict:
+def judge_round(annotator, pool: list[PromptItem], *, round_index: int, weighting: str = "none",
+                min_gap: float = 0.0) -> tuple[list[PreferencePair], list[Annotation], list[dict], dict]:
+    """SPA's self-annotation of one round's pool: min–max pairs, their labels and training rows.
+
+    ``annotator`` is the implicit-reward annotator (:func:`frugalign.annotate.implicit.implicit_annotator`)
+    of the policy that starts the round over the initial model. The training rows
+    carry that policy's log-probs as ``ref_*_logps``: it is the reference of this
+    round's training, so training needs no reference pass.
+    """
+    pairs, anns = annotator.annotate_pool(pool, rejected="lowest", min_margin=min_gap)
+    rows, _ = annotations_to_training(pairs, anns, weighting=weighting)
+    by_id = {a.pair_id: a for a in anns}
+    records = []
+    for row in rows:
+        ann = by_id[row.id]
+        won, lost = ("a", "b") if ann.preferred == "A" else ("b", "a")
+        d = ann.details
+        row.meta = {"round": round_index, "reward_chosen": d[f"r_{won}"], "reward_rejected": d[f"r_{lost}"],
+                    "p": max(ann.p_a, 1 - ann.p_a)}
+        records.append({**row.to_record(), REF_COLUMNS[0]: d[f"logp_policy_{won}"],
+                        REF_COLUMNS[1]: d[f"logp_policy_{lost}"]})
+    skipped = {k: v for k, v in annotator.stats.items() if k.startswith("prompts_") and k != "prompts_paired"}
+    return pairs, anns, records, skipped
+
+
+def _judge(cfg: IterateConfig, start: str, pool: list[PromptItem], i: int, rdir: Path) -> dict:
+    """Judge the round's samples (once; a rerun reads the files) and write pairs, labels and training rows."""
+    path = rdir / "pairs.jsonl"
     if path.exists():
         return {"pairs": len(read_training(path)), "skipped": None}
-    kw = dict(max_length=cfg.max_length, precision=cfg.precision, progress=cfg.progress)
-    model, tok = load_model(start, device=_device(cfg))
-    policy_lp = response_logps(model, tok, pool, desc=f"round {i}: policy log-probs", **kw)
-    del model  # one model in memory at a time
-    init, init_tok = load_model(cfg.init_model, device=_device(cfg))
+    device = _device(cfg)
+    model, tok = load_model(start, device=device)
+    init, init_tok = load_model(cfg.init_model, device=device)
     if len(init_tok) != len(tok):
         raise ConfigError(f"init_model {cfg.init_model!r} and the policy must share a tokenizer")
-    init_lp = response_logps(init, tok, pool, desc=f"round {i}: initial-model log-probs", **kw)
-    rows, skipped = min_max_pairs(pool, implicit_rewards(policy_lp, init_lp, cfg.beta), policy_lp, round_index=i,
-                                  min_gap=cfg.min_reward_gap, weight_by_confidence=cfg.weights == "confidence")
+
+    def scorer(m, what: str) -> LogProbScorer:
+        return LogProbScorer(m, tok, max_length=cfg.max_length, overflow="skip", progress=cfg.progress,
+                             desc=f"round {i}: {what} log-probs")
+
+    annotator = implicit_annotator(scorer(model, "policy"), scorer(init, "initial-model"), beta=cfg.beta,
+                                   nan_policy="skip")
+    with autocast(cfg.precision, device):  # as training will: the stored references match its forward
+        pairs, anns, rows, skipped = judge_round(annotator, pool, round_index=i, weighting=cfg.weights,
+                                                 min_gap=cfg.min_reward_gap)
     if not rows:
         raise ConfigError(f"round {i}: no pairs (all {len(pool)} prompts were ties or unscorable: {skipped})")
+    write_records(rdir / "judged_pairs.jsonl", pairs)   # what the study scores against gold
+    write_records(rdir / "annotations.jsonl", anns)
     write_records(path, rows)
     return {"pairs": len(rows), "skipped": skipped}
 
@@ -216,14 +208,10 @@ def _device(cfg: IterateConfig) -> str:
 def _check_dir(cfg: IterateConfig) -> None:
     path = Path(cfg.output_dir) / "config.json"
     new = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:3])
-            raise ConfigError(f"{cfg.output_dir} holds SPA rounds with a different config ({shown}); use another output_dir")
-    else:
+    if not path.exists():
         write_json(path, new)
+    elif diff := config_difference(json.loads(path.read_text()), new):
+        raise ConfigError(f"{cfg.output_dir} holds SPA rounds with a different config ({diff}); use another output_dir")
 
 
 def iterate(cfg: IterateConfig) -> dict:
@@ -248,7 +236,7 @@ def iterate(cfg: IterateConfig) -> dict:
             judged = {}
             if state.is_main_process:  # sampling and judging run once; training uses every process
                 pool = _sample(cfg, start, items, i, rdir / "pool.jsonl")
-                judged = _judge(cfg, start, pool, i, rdir / "pairs.jsonl")
+                judged = _judge(cfg, start, pool, i, rdir)
             state.wait_for_everyone()
             summary = train(_train_config(cfg, start, rdir / "pairs.jsonl", rdir / "train", i))
             if "final_model" not in summary:  # stopped early (train stop_after): rerun to resume

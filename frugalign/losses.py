@@ -63,8 +63,10 @@ __all__ = [
     "dpo_loss",
     "get_loss",
     "implicit_margin",
+    "implicit_reward",
     "ipo_loss",
     "reduce_losses",
+    "reduction_denominator",
     "robust_dpo_loss",
 ]
 
@@ -140,6 +142,11 @@ def _log_ratio_margin(
     return chosen_ratio - rejected_ratio, chosen_ratio, rejected_ratio
 
 
+def implicit_reward(logp, ref_logp, beta: float):
+    """DPO's implicit reward β·(log π(y|x) − log π_ref(y|x)); floats or tensors (SPA's self-judge)."""
+    return beta * (logp - ref_logp)
+
+
 def implicit_margin(
     policy_chosen: Tensor,
     policy_rejected: Tensor,
@@ -148,10 +155,10 @@ def implicit_margin(
     *,
     beta: float = 0.1,
 ) -> Tensor:
-    """β·z, the implicit-reward margin of each pair (not detached; SPA's noise signal)."""
+    """β·z = r(y⁺) − r(y⁻), the implicit-reward margin of each pair (not detached; SPA's noise signal)."""
     _check_beta(beta)
-    z, _, _ = _log_ratio_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
-    return beta * z
+    _check_logps(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return implicit_reward(policy_chosen, ref_chosen, beta) - implicit_reward(policy_rejected, ref_rejected, beta)
 
 
 def _output(losses: Tensor, chosen_ratio: Tensor, rejected_ratio: Tensor, beta: float) -> PreferenceLossOutput:
@@ -245,7 +252,17 @@ def get_loss(name: str) -> LossFn:
 # --------------------------------------------------------------------------- reduction
 
 
-def reduce_losses(losses: Tensor, weights: float | Tensor | None = None, mode: str = "mean") -> Tensor:
+def reduction_denominator(weights, mode: str = "mean") -> float:
+    """The normaliser D of a whole batch: its size n (``mean``) or Σw (``weight_normalized``, 1 if Σw = 0)."""
+    if mode not in REDUCTIONS:
+        raise ConfigError(f"unknown reduction mode {mode!r}; choose one of {list(REDUCTIONS)}")
+    weights = [float(w) for w in weights]
+    total = sum(weights)
+    return float(len(weights)) if mode == "mean" else (total if total > 0 else 1.0)
+
+
+def reduce_losses(losses: Tensor, weights: float | Tensor | None = None, mode: str = "mean", *,
+                  denominator: float | None = None) -> Tensor:
     """Reduce per-pair losses to a scalar, applying per-pair weights.
 
     * ``"mean"``: mean(w·ℓ) over the batch. A batch of low-confidence pairs then
@@ -255,9 +272,15 @@ def reduce_losses(losses: Tensor, weights: float | Tensor | None = None, mode: s
       connected to the graph (all gradients exactly zero), so ``backward()`` works.
 
     Without weights both modes are the plain mean. Weights must be finite and >= 0.
+    ``denominator`` (from :func:`reduction_denominator` over the *whole* batch) gives
+    this part's share Σ(w·ℓ)/D when a batch is split into micro-batches or across
+    processes, so the shares add up to the whole batch's value.
     """
     if mode not in REDUCTIONS:
         raise ConfigError(f"unknown reduction mode {mode!r}; choose one of {list(REDUCTIONS)}")
+    if denominator is not None:
+        w = _weights_tensor(1.0 if weights is None else weights, losses)
+        return (w * losses).sum() / denominator
     if weights is None:
         # sum() keeps an empty batch at 0 instead of mean()'s NaN
         return losses.mean() if losses.numel() else losses.sum()

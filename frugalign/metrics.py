@@ -10,7 +10,8 @@ What lives here:
 * selective annotation: accuracy of the k% most confident labels;
 * RewardBench section scores with the official subset->section map and
   the official per-subset weights;
-* policy win rate with (cluster) bootstrap percentile intervals.
+* per-item win outcomes and (cluster) bootstrap percentile intervals (the
+  paired policy comparisons built on them live in :mod:`frugalign.paired`).
 
 No model code and no imports from other frugalign modules, so every function
 can be tested on hand-made numbers. matplotlib is imported lazily, only by
@@ -413,16 +414,6 @@ def win_outcomes(
     return np.where(np.abs(d) <= tie_tol, 0.5, (d > 0).astype(float))
 
 
-def win_rate(
-    scores_policy: Sequence[float] | np.ndarray,
-    scores_baseline: Sequence[float] | np.ndarray,
-    tie_tol: float = 0.0,
-) -> float:
-    """Paired win rate of policy over baseline; ties count half."""
-    out = win_outcomes(scores_policy, scores_baseline, tie_tol)
-    return float(out.mean()) if out.size else float("nan")
-
-
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     stat: Callable[[np.ndarray], float] = np.mean,
@@ -461,23 +452,3 @@ def bootstrap_ci(
         return float("nan"), float("nan")
     low, high = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
-
-
-def win_rate_with_ci(
-    scores_policy: Sequence[float] | np.ndarray,
-    scores_baseline: Sequence[float] | np.ndarray,
-    groups: Sequence[Hashable] | None = None,
-    n_boot: int = 2000,
-    alpha: float = 0.05,
-    seed: int = 0,
-    tie_tol: float = 0.0,
-) -> tuple[float, float, float]:
-    """(win rate, low, high): paired win rate with a bootstrap interval.
-
-    Pass ``groups`` (prompt id per item) when several samples share a prompt,
-    so prompts, not samples, are resampled.
-    """
-    out = win_outcomes(scores_policy, scores_baseline, tie_tol)
-    rate = float(out.mean()) if out.size else float("nan")
-    low, high = bootstrap_ci(out, np.mean, n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
-    return rate, low, high

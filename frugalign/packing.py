@@ -28,6 +28,7 @@ from .data import read_records
 from .errors import DataError
 from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits
 from .types import TrainingRow
+from .weights import pair_weight
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for precomputed reference log-probs
 
@@ -68,8 +69,8 @@ def read_table(path: str, weights: str = "column") -> tuple[list[TrainingRow], l
     rows, refs = [], []
     for where, rec in read_records(path):
         row = TrainingRow.from_record(rec, where)
-        if weights == "confidence" and row.confidence is None:
-            raise DataError(f"{where}: field 'confidence': missing (weights=confidence)")
+        if weights == "confidence":
+            pair_weight(row.confidence, row.source, weights, where)  # a missing confidence fails here, with its row
         ref = None
         if all(rec.get(c) is not None for c in REF_COLUMNS):
             values = [rec[c] for c in REF_COLUMNS]
@@ -98,7 +99,7 @@ def build_examples(rows, tokenizer, policy, *, weights: str = "column", smoothin
         if row.chosen == row.rejected:  # no preference signal, and z = 0 forever
             dropped["identical"] += 1
             continue
-        weight = {"column": row.weight, "confidence": row.confidence, "none": 1.0}[weights]
+        weight = row.weight if weights == "column" else pair_weight(row.confidence, row.source, weights)
         eps = row.label_smoothing if smoothing is None else smoothing
         examples.append(Example(*pack_pair(ec, er), weight=float(weight), smoothing=float(eps)))
         kept.append(i)

@@ -15,12 +15,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import read_annotations, read_pairs, read_pool, write_json, write_records
+from .data import read_annotations, read_optional, read_pairs, read_pool, write_json, write_records
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
 from .pipeline import RunDir, Stage, StageContext
 from .precision import check_precision, resolve_dtype_name, resolve_precision
 from .types import Annotation, PromptItem
+from .weights import WEIGHTINGS, check_weighting
 
 ANNOTATORS = ("none", "gold", "weak-judge", "density-ratio", "implicit")
 
@@ -48,7 +49,7 @@ class RunConfig:
     strategy: str = "dissimilar"
     embedder: str = "sentence"
     annotator: str = field(default="weak-judge", metadata={"help": " | ".join(ANNOTATORS)})
-    weights: str = field(default="confidence", metadata={"help": "confidence (CW-PO) | none"})
+    weights: str = field(default="confidence", metadata={"help": " | ".join(WEIGHTINGS) + " (frugalign.weights)"})
     weak_model: str = "gemma3-270m"
     self_refine_alpha: float = 0.0
     loss: str = "dpo"
@@ -70,8 +71,7 @@ class RunConfig:
     def validate(self) -> None:
         if self.annotator not in ANNOTATORS:
             raise ConfigError(f"annotator={self.annotator!r}: expected one of {ANNOTATORS}")
-        if self.weights not in ("confidence", "none"):
-            raise ConfigError(f"weights={self.weights!r}: expected confidence or none")
+        check_weighting(self.weights)
         if self.train_prompts < 2 or self.test_prompts < 1 or self.n < 2:
             raise ConfigError("need train_prompts >= 2, test_prompts >= 1 and n >= 2")
         if self.budget < 0:
@@ -167,7 +167,7 @@ def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
     return out
 
 
-def _gold(cfg: RunConfig, pairs, source: str) -> list[Annotation]:
+def gold_labels(cfg: RunConfig, pairs, source: str) -> list[Annotation]:
     from .labeling.gold import gold_annotate_pairs, load_judge
 
     spec = cfg.judge or cfg.task
@@ -176,11 +176,11 @@ def _gold(cfg: RunConfig, pairs, source: str) -> list[Annotation]:
 
 
 def stage_label(ctx: StageContext, cfg: RunConfig) -> dict:
-    human = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
-    rest = _read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
-    labels = _gold(cfg, human, "human")  # the simulated humans: the budget is spent here
+    human = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
+    rest = read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
+    labels = gold_labels(cfg, human, "human")  # the simulated humans: the budget is spent here
     write_records(ctx.out / "human.jsonl", labels)
-    write_records(ctx.out / "gold_rest.jsonl", _gold(cfg, rest, "gold"))  # measurement only
+    write_records(ctx.out / "gold_rest.jsonl", gold_labels(cfg, rest, "gold"))  # measurement only
     ctx.run.manifest["human_labels_spent"] = len(labels)
     ties = sum(a.preferred == "tie" for a in labels)  # paid for, trains nothing
     return {"human_labels": len(labels), "human_ties": ties,
@@ -191,13 +191,13 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     """Label the pairs humans did not see with the chosen automatic annotator."""
     from .annotate.factory import AnnotatorSettings, build_annotator
 
-    rest = _read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
+    rest = read_optional(read_pairs, ctx.input("select", "rest_pairs.jsonl"))
     if cfg.annotator in ("none", "gold") or not rest:
         write_records(ctx.out / "auto.jsonl", [])
         return {"annotated": 0}
-    gold_rest = _read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl"))
-    human_pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
-    human = _read_optional(read_annotations, ctx.input("label", "human.jsonl"))
+    gold_rest = read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl"))
+    human_pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
+    human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
                           dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=_device(cfg))
     if cfg.annotator == "weak-judge":
@@ -209,10 +209,10 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     annotator = build_annotator(s, train_pairs=human_pairs, labels=human)
     auto = annotator.annotate(rest)
     write_records(ctx.out / "auto.jsonl", auto)
-    return {"annotated": len(auto), **_agreement(auto, gold_rest, ctx.out)}
+    return {"annotated": len(auto), **annotator_agreement(auto, gold_rest, ctx.out)}
 
 
-def _agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
+def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
     from .metrics import (annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error,
                           reliability_diagram_png)
 
@@ -226,28 +226,16 @@ def _agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dic
             "kappa": cohens_kappa(pred, refs), "ece": ece.ece}
 
 
-def _read_optional(reader, *paths: Path) -> list:
-    """Concatenate tables, treating empty files (a stage with nothing to write) as empty tables."""
-    out = []
-    for p in paths:
-        if p.exists() and p.stat().st_size:
-            out += reader(p)
-    return out
-
-
 def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
     from .data import annotations_to_training
     from .train import TrainConfig, train
 
-    pairs = _read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
+    pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
     label_files = [ctx.input("label", "human.jsonl"), ctx.input("annotate", "auto.jsonl")]
     if cfg.annotator == "gold":  # the 100%-labels baseline trains on gold labels for every pair
         label_files.append(ctx.input("label", "gold_rest.jsonl"))
-    anns = _read_optional(read_annotations, *label_files)
-    rows, join = annotations_to_training(pairs, anns, weight_by_confidence=cfg.weights == "confidence")
-    for row in rows:  # human labels are trusted: full weight whatever their vote confidence
-        if row.source == "human":
-            row.weight = 1.0
+    anns = read_optional(read_annotations, *label_files)
+    rows, join = annotations_to_training(pairs, anns, weighting=cfg.weights)  # CW-PO: frugalign.weights
     if not rows:
         raise ConfigError("no non-tied labelled pairs to train on (raise budget or add an annotator)")
     write_records(ctx.out / "train.jsonl", rows)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import recipe
-from .data import read_pool, write_json, write_records
+from .data import read_optional, read_pool, write_json, write_records
 from .errors import ConfigError
 from .pipeline import RunDir, Stage, StageContext
 from .recipe import RunConfig
@@ -195,7 +195,7 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
     from .iterate import IterateConfig, iterate
 
     prompts = read_pool(ctx.input("prompts", "train.jsonl"))
-    seeded = {p.prompt_id for p in recipe._read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))}
+    seeded = {p.prompt_id for p in read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))}
     new = [p for p in prompts if p.id not in seeded]
     if len(new) < study.spa_rounds:
         new = prompts  # tiny grids: reuse the seed prompts rather than fail
@@ -220,27 +220,21 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
 
 
 def _spa_agreement(cfg: RunConfig, work: Path, rounds: int, out: Path) -> dict:
-    """Score SPA's self-annotations (chosen ≻ rejected with probability p) against the gold judge."""
-    from .data import read_training
-    from .types import PreferencePair
+    """Score SPA's self-annotations of every round against the gold judge, like any annotator's."""
+    from .data import read_annotations, read_pairs
 
-    pairs, p_a = [], []
+    pairs, anns = [], []
     for i in range(1, rounds + 1):
         rdir = work / f"round-{i}"
-        if not (rdir / "pairs.jsonl").exists():
+        if not (rdir / "annotations.jsonl").exists():
             continue
-        meta = {it.id: it.meta for it in read_pool(rdir / "pool.jsonl")}
-        for j, row in enumerate(read_training(rdir / "pairs.jsonl")):
-            pairs.append(PreferencePair(f"r{i}:{row.id}:{j}", row.prompt, row.chosen, row.rejected, row.system,
-                                        row.domain, row.id, {"bench": meta.get(row.id, {}).get("bench")}
-                                        if meta.get(row.id, {}).get("bench") else {}))
-            p_a.append(float(row.meta.get("p", 0.5 + (row.confidence or 0.0) / 2)))
+        bench = {it.id: it.meta.get("bench") for it in read_pool(rdir / "pool.jsonl")}
+        for p in read_pairs(rdir / "judged_pairs.jsonl"):  # the gold judge reads the prompt's constraints
+            pairs.append(dataclasses.replace(p, id=f"r{i}:{p.id}", meta={**p.meta, "bench": bench.get(p.prompt_id)}))
+        anns += [dataclasses.replace(a, pair_id=f"r{i}:{a.pair_id}") for a in read_annotations(rdir / "annotations.jsonl")]
     if not pairs:
         return {}
-    from .types import Annotation
-
-    auto = [Annotation(p.id, "A", pa, 2 * abs(pa - 0.5), "implicit", {}) for p, pa in zip(pairs, p_a)]
-    return recipe._agreement(auto, recipe._gold(cfg, pairs, "gold"), out)
+    return recipe.annotator_agreement(anns, recipe.gold_labels(cfg, pairs, "gold"), out)
 
 
 def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa: bool = False) -> list[Stage]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .data import write_json
 from .errors import ConfigError
+from .pipeline import config_difference
 from .paired import mean_ci, paired_difference, pool_seeds, recovered_fraction
 
 SUMMARY_VERSION = 1
@@ -109,11 +110,9 @@ def load_rows(path: str | Path, meta: dict) -> list[dict]:
         raise ConfigError(f"{p}: not a readable study summary ({e})") from None
     if not isinstance(doc, dict) or doc.get("version") != SUMMARY_VERSION or not isinstance(doc.get("arms"), list):
         raise ConfigError(f"{p}: not a frugalign study summary (version {SUMMARY_VERSION})")
-    old, new = doc.get("study", {}).get("settings", {}), meta["settings"]
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diff = config_difference(doc.get("study", {}).get("settings", {}), meta["settings"])
     if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:3])
-        raise ConfigError(f"{p} was made with other settings ({shown}); use another summary file")
+        raise ConfigError(f"{p} was made with other settings ({diff}); use another summary file")
     return doc["arms"]
 
 

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import write_json, write_records
 from .errors import ConfigError
-from .losses import SelfRefinement, get_loss, recent_window
+from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
 from .models import DEFAULT_MODEL, load_model, quiet_weight_io
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
@@ -68,7 +68,9 @@ class TrainConfig:
     reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
     loss: Literal["dpo", "ipo", "robust"] = "dpo"
     beta: float = 0.1
-    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={"help": "column: the weight field; confidence: CW-PO"})
+    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={
+        "help": "column: the weight field as written; confidence: CW-PO, machine labels weighted by their confidence, "
+                "human labels 1; none: 1 (frugalign.weights)"})
     smoothing: float | None = field(default=None, metadata={"help": "constant label smoothing (cDPO); default: per-pair column"})
     reduction: Literal["mean", "weight_normalized"] = field(default="mean", metadata={"help": "mean: Σw·ℓ/n; weight_normalized: Σw·ℓ/Σw (global batch)"})
     ipo_normalize_length: bool = field(default=True, metadata={"help": "IPO on per-token log-ratios, as TRL"})
@@ -262,7 +264,7 @@ def micro_step(run: Run, local: list[Example], n_valid: int, step: int, denom: f
     eps = torch.tensor([e.smoothing for e in local], device=dev)
     flagged = torch.zeros_like(eps)
     if run.refine is not None:
-        margins = cfg.beta * ((flag[:, 0] - ref[:, 0]) - (flag[:, 1] - ref[:, 1]))
+        margins = implicit_margin(flag[:, 0], flag[:, 1], ref[:, 0], ref[:, 1], beta=cfg.beta)
         spa = run.refine.smoothing(_gather_valid(acc, margins, n_valid, cfg.micro_batch_size),
                                    step=step, total_steps=run.total_steps).to(dev)
         start = acc.process_index * cfg.micro_batch_size  # our rows' place among the gathered ones
@@ -273,8 +275,8 @@ def micro_step(run: Run, local: list[Example], n_valid: int, step: int, denom: f
     if cfg.loss == "ipo" and cfg.ipo_normalize_length:
         extra = {"chosen_lengths": batch["lengths"][:, 0], "rejected_lengths": batch["lengths"][:, 1]}
     out = get_loss(cfg.loss)(logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], beta=cfg.beta, label_smoothing=eps, **extra)
-    # The reduction, over the *global* batch (see compute_gradients): Σ w·ℓ / denom.
-    loss = (weights * out.losses).sum() / denom
+    # this micro-batch's share of the *global* batch's objective Σ w·ℓ / D (see compute_gradients)
+    loss = reduce_losses(out.losses, weights, cfg.reduction, denominator=denom)
     stats = torch.stack([out.chosen_rewards, out.rejected_rewards, weights, eps, (flagged > 0).float()], 1)
     return loss, _gather_valid(acc, stats.float(), n_valid, cfg.micro_batch_size)
 
@@ -289,8 +291,7 @@ def compute_gradients(run: Run, batch: list[Example], step: int) -> dict:
     """
     cfg, acc = run.cfg, run.accelerator
     world, rank, mb = acc.num_processes, acc.process_index, cfg.micro_batch_size
-    total_w = sum(e.weight for e in batch)
-    denom = float(len(batch)) if cfg.reduction == "mean" else (total_w if total_w > 0 else 1.0)
+    denom = reduction_denominator([e.weight for e in batch], cfg.reduction)
     batch = sorted(batch, key=lambda e: len(e.ids))  # similar lengths share a micro-batch: less padding
     micro = [batch[k:k + mb * world] for k in range(0, len(batch), mb * world)]
     loss_sum, rows = torch.zeros((), device=acc.device), []

@@ -276,11 +276,3 @@ class TrainingRow:
 def _drop_empty(rec: dict) -> dict:
     """Leave out unset optional fields so files stay small and readable."""
     return {k: v for k, v in rec.items() if v is not None and v != {}}
-
-
-RECORD_TYPES = {
-    "pool": PromptItem,
-    "pairs": PreferencePair,
-    "annotations": Annotation,
-    "train": TrainingRow,
-}

@@ -129,9 +129,11 @@ def test_pool_to_pairs_and_training_join():
     assert [p.id for p in pairs] == ["p1:0-1", "p2:0-1", "p2:0-2", "p2:1-2"]
     anns = [Annotation("p1:0-1", "B", 0.2, 0.6, "weak_judge"), Annotation("p2:0-1", "tie", 0.5, 0.0, "gold"),
             Annotation("p2:1-2", "A", 0.9, 0.8, "weak_judge")]
-    rows, summary = annotations_to_training(pairs, anns, weight_by_confidence=True)
+    rows, summary = annotations_to_training(pairs, anns, weighting="confidence")
     assert [(r.chosen, r.rejected, r.weight) for r in rows] == [("Hello there.", "Hi!", 0.6), ("Four.", "2+2=4", 0.8)]
     assert summary == {"pairs": 4, "annotations": 3, "ties_dropped": 1, "unannotated": 1, "rows": 2}
+    human = [Annotation("p2:1-2", "A", 0.9, 0.8, "human")]  # CW-PO: a human label counts fully
+    assert annotations_to_training(pairs, human, weighting="confidence")[0][0].weight == 1.0
     with pytest.raises(DataError, match="unknown pair ids"):
         annotations_to_training(pairs, [Annotation("zzz", "A", 1.0, 1.0, "human")])
 

@@ -11,30 +11,52 @@ import pytest
 from conftest import build_model
 from frugalign.data import read_training, write_records
 from frugalign.errors import ConfigError
-from frugalign.iterate import IterateConfig, implicit_rewards, iterate, min_max_pairs
-from frugalign.logprobs import LogProbScorer, ScoreItem
+from frugalign.annotate.implicit import implicit_annotator
+from frugalign.iterate import IterateConfig, iterate, judge_round
+from frugalign.logprobs import LogProbScorer, ScoreItem, ScoreResult
 from frugalign.models import load_model
 from frugalign.types import PromptItem
 
 
-def test_min_max_pairs_by_hand():
+class TableScorer:
+    """A stand-in log-prob scorer: fixed values per (prompt, response); NaN means skipped."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, items, mix_with=None):
+        out = []
+        for it in items:
+            v = self.table[(it.prompt, it.response)]
+            out.append(ScoreResult(v, 3, None, math.isnan(v)))
+        return out
+
+
+def test_judge_round_min_max_pairs_by_hand():
     pool = [PromptItem("a", "Q1", responses=["x", "y", "z"]),
             PromptItem("b", "Q2", responses=["same", "same"]),          # one distinct response
             PromptItem("c", "Q3", responses=["u", "v"]),                # a tie
             PromptItem("d", "Q4", responses=["p", "q", "r"])]           # one unscorable response
     policy = [[-10.0, -12.0, -9.0], [-5.0, -5.0], [-3.0, -4.0], [-1.0, float("nan"), -2.0]]
-    init = [[-11.0, -11.0, -11.0], [-6.0, -7.0], [-3.0, -4.0], [-1.5, -1.0, -1.0]]
-    rewards = implicit_rewards(policy, init, beta=0.5)
-    assert rewards[0] == [0.5, -0.5, 1.0]
-    rows, skipped = min_max_pairs(pool, rewards, policy, round_index=1, weight_by_confidence=True)
-    assert skipped == {"ties": 1, "unscorable": 1} and [r["id"] for r in rows] == ["a", "d"]
+    init = [[-11.0, -11.0, -11.0], [-6.0, -6.0], [-3.0, -4.0], [-1.5, -1.0, -1.0]]
+    table = lambda lps: {(it.prompt, r): v for it, vs in zip(pool, lps) for r, v in zip(it.responses, vs)}  # noqa
+    annotator = implicit_annotator(TableScorer(table(policy)), TableScorer(table(init)), beta=0.5, nan_policy="skip")
+    pairs, anns, rows, skipped = judge_round(annotator, pool, round_index=1, weighting="confidence")
+    assert skipped == {"prompts_all_tied": 1, "prompts_too_few_responses": 1}
+    assert [r["id"] for r in rows] == ["a:1-2", "d:0-2"] and [p.prompt_id for p in pairs] == ["a", "d"]
     a = rows[0]
     assert (a["chosen"], a["rejected"]) == ("z", "y")
-    gap = 1.0 - (-0.5)
+    gap = 1.0 - (-0.5)  # rewards β·(π − π_init) = [0.5, -0.5, 1.0]
     assert a["confidence"] == pytest.approx(2 / (1 + math.exp(-gap)) - 1) and a["weight"] == a["confidence"]
     assert (a["ref_chosen_logps"], a["ref_rejected_logps"]) == (-9.0, -12.0)  # the judging policy = reference
     assert a["source"] == "implicit" and a["meta"]["round"] == 1
+    assert (a["meta"]["reward_chosen"], a["meta"]["reward_rejected"]) == (1.0, -0.5)
     assert (rows[1]["chosen"], rows[1]["rejected"]) == ("p", "r")            # NaN response ignored
+    assert [x.pair_id for x in anns] == [r["id"] for r in rows]
+    # min_gap: a best-worst reward gap at or below it is a tie
+    strict = judge_round(implicit_annotator(TableScorer(table(policy)), TableScorer(table(init)), beta=0.5,
+                                            nan_policy="skip"), pool, round_index=1, min_gap=1.0)[2]
+    assert [r["id"] for r in strict] == ["a:1-2"]
 
 
 def _save(model, tokenizer, path):

@@ -215,8 +215,8 @@ class RewardAnnotator:
                             "or the model produced NaN); set nan_policy=skip to drop and count it")
         self.counts[counter] += 1
 
-    def annotate_pool(self, pool: Sequence[PromptItem], *, rejected: str = "lowest",
-                      seed: int = 0) -> tuple[list[PreferencePair], list[Annotation]]:
+    def annotate_pool(self, pool: Sequence[PromptItem], *, rejected: str = "lowest", seed: int = 0,
+                      min_margin: float = 0.0) -> tuple[list[PreferencePair], list[Annotation]]:
         """Best-of-N pairs from a pool: score every response, keep one judged pair per prompt."""
         items = [RewardItem(it.prompt, r, it.system, it.domain) for it in pool for r in it.responses]
         results = self._score(items)
@@ -229,29 +229,32 @@ class RewardAnnotator:
                     self._nan(f"prompt {it.id}", "nan_responses_skipped")
             per_prompt.append(rs)
         pairs, anns, counts = pairs_from_pool(pool, per_prompt, source=self.source, rejected=rejected,
-                                              seed=seed, temperature=self.temperature)
+                                              seed=seed, temperature=self.temperature, min_margin=min_margin)
         self.counts.update(counts)
         return pairs, anns
 
 
 def pairs_from_pool(pool: Sequence[PromptItem], rewards: Sequence[Sequence[RewardResult]], *,
-                    source: str, rejected: str = "lowest", seed: int = 0,
-                    temperature: float = 1.0) -> tuple[list[PreferencePair], list[Annotation], Counter]:
+                    source: str, rejected: str = "lowest", seed: int = 0, temperature: float = 1.0,
+                    min_margin: float = 0.0) -> tuple[list[PreferencePair], list[Annotation], Counter]:
     """One pair per prompt: chosen = highest reward, rejected = lowest or a random lower one.
 
-    NaN rewards are left out of the choice; prompts with fewer than two scored
-    responses or whose rewards all tie are dropped and counted. Response A is
-    the one with the lower index in the pool, so the label is not always "A".
+    NaN rewards are left out of the choice, and identical responses count once
+    (the first copy); prompts with fewer than two such responses, or where no
+    response scores more than ``min_margin`` below the best (ties), are dropped
+    and counted. Response A is the one with the lower index in the pool, so the
+    label is not always "A".
     """
     check_choice("rejected", rejected, REJECTED_MODES)
     pairs, anns, counts = [], [], Counter()
     for it, rs in zip(pool, rewards):
-        valid = [(i, r) for i, r in enumerate(rs) if not math.isnan(r.value)]
+        valid = [(i, r) for i, r in enumerate(rs)
+                 if not math.isnan(r.value) and it.responses[i] not in it.responses[:i]]
         if len(valid) < 2:
             counts["prompts_too_few_responses"] += 1
             continue
         best = max(valid, key=lambda t: t[1].value)
-        lower = [t for t in valid if t[1].value < best[1].value]
+        lower = [t for t in valid if best[1].value - t[1].value > min_margin]
         if not lower:
             counts["prompts_all_tied"] += 1
             continue

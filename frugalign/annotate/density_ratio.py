@@ -29,7 +29,7 @@ import torch
 from ..chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
 from ..errors import ConfigError
 from ..logprobs import ScoreItem
-from ..types import Prompt, prompt_text
+from ..types import prompt_text
 from .base import RewardItem, RewardResult, stats_of
 
 DEFAULT_DOMAIN = "chat"
@@ -253,8 +253,3 @@ class DensityRatioReward:
             value = float("nan") if (s.skipped or w.skipped) else s.logprob - w.logprob
             out.append(RewardResult(value, {"domain": d, "logp_strong": s.logprob, "logp_weak": w.logprob}))
         return out
-
-
-def route_prompts(router, prompts: Sequence[Prompt]) -> list[str]:
-    """Convenience: route raw prompts (strings or chat messages)."""
-    return router.route([prompt_text(p) for p in prompts])

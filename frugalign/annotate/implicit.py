@@ -19,6 +19,7 @@ from typing import Sequence
 
 from ..errors import ConfigError
 from ..logprobs import ScoreItem
+from ..losses import implicit_reward
 from .base import RewardAnnotator, RewardItem, RewardResult, stats_of
 
 
@@ -49,7 +50,7 @@ class ImplicitReward:
         rr = self.reference.score(scored)
         out = []
         for p, r in zip(rp, rr):
-            value = float("nan") if (p.skipped or r.skipped) else self.beta * (p.logprob - r.logprob)
+            value = float("nan") if (p.skipped or r.skipped) else implicit_reward(p.logprob, r.logprob, self.beta)
             details = {"logp_policy": p.logprob, "logp_ref": r.logprob}
             if mix:
                 details["mix_lambda"] = self.mix_lambda
