@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch
 
 from .annotate.implicit import implicit_annotator
 from .data import annotations_to_training, read_pool, read_training, write_json, write_records
@@ -40,7 +39,7 @@ from .errors import ConfigError
 from .backends import BACKENDS, backend_needs_model, get_backend, resolve_backend_name
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
 from .pipeline import config_difference
 from .precision import autocast, resolve_precision
@@ -125,7 +124,7 @@ def _sample(cfg: IterateConfig, start: str, items: list[PromptItem], i: int, pat
         return read_pool(path)
     name = resolve_backend_name(cfg.backend)
     dtype = "bfloat16" if cfg.precision == "bf16" else "float32"   # sample in the precision training uses
-    model, tok = load_model(start, dtype=dtype, device=_device(cfg)) if backend_needs_model(name) else (None, None)
+    model, tok = load_model(start, dtype=dtype, device=resolve_device(cfg.device)) if backend_needs_model(name) else (None, None)
     backend = get_backend(name, model, tok, model_spec=start, dtype=dtype, seed=cfg.seed + i, progress=cfg.progress)
     settings = GenerationSettings(cfg.k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed + i,
                                   cfg.generation_batch_size)
@@ -164,7 +163,7 @@ def _judge(cfg: IterateConfig, start: str, pool: list[PromptItem], i: int, rdir:
     path = rdir / "pairs.jsonl"
     if path.exists():
         return {"pairs": len(read_training(path)), "skipped": None}
-    device = _device(cfg)
+    device = resolve_device(cfg.device)
     model, tok = load_model(start, device=device)
     init, init_tok = load_model(cfg.init_model, device=device)
     if len(init_tok) != len(tok):
@@ -201,10 +200,6 @@ def _train_config(cfg: IterateConfig, start: str, data: Path, out: Path, i: int)
     return TrainConfig(**{**settings, **cfg.train})
 
 
-def _device(cfg: IterateConfig) -> str:
-    return "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu"
-
-
 def _check_dir(cfg: IterateConfig) -> None:
     path = Path(cfg.output_dir) / "config.json"
     new = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
@@ -219,7 +214,7 @@ def iterate(cfg: IterateConfig) -> dict:
     from accelerate import PartialState
 
     cfg.validate()
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, _device(cfg)))
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, resolve_device(cfg.device)))
     state = PartialState(cpu=cfg.device == "cpu")
     prompts = read_pool(cfg.prompts)
     plan = [_round_prompts(cfg, prompts, i) for i in range(1, cfg.rounds + 1)]  # fail before any work

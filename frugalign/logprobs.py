@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from .chat import end_of_turn_ids, render_prompt, render_with_response, template_adds_special_tokens
@@ -316,14 +317,8 @@ class LogProbScorer:
             results[idx] = ScoreResult(float(vals.sum()), b - a, vals.tolist() if per_token else None)
 
     def _chunked_logprobs(self, h, o, lam, targets) -> torch.Tensor:
-        out = torch.empty(h.shape[0], dtype=torch.float32)
-        for s in range(0, h.shape[0], self.vocab_chunk_rows):
-            sl = slice(s, s + self.vocab_chunk_rows)
-            logits = lm_logits(self.model, h[sl])
-            if o is not None:
-                logits = (1.0 + lam) * logits - lam * lm_logits(self._mix_model, o[sl])
-            out[sl] = (logits.gather(-1, targets[sl, None]).squeeze(-1) - torch.logsumexp(logits, -1)).cpu()
-        return out
+        mix = (lambda x: lm_logits(self._mix_model, x), o, lam) if o is not None else None
+        return token_logprobs(self.model, h, targets, self.vocab_chunk_rows, mix=mix).float().cpu()
 
 
 def decoder_of(model):
@@ -340,6 +335,32 @@ def lm_logits(model, h: torch.Tensor) -> torch.Tensor:
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
+
+
+def token_logprobs(model, h: torch.Tensor, targets: torch.Tensor, chunk: int, *, mix=None,
+                   recompute: bool = False) -> torch.Tensor:
+    """log p(target) for each row of hidden states ``h`` ``[N, d]``: the one LM-head log-softmax.
+
+    The LM head runs on ``chunk`` rows at a time with a float32 log-sum-exp, so
+    logits never exist for all rows at once. ``mix=(head, h_other, λ)`` scores
+    under extrapolated logits (1 + λ)·head_model(h) − λ·head(h_other) (SPA's
+    decoupled noise detection). With ``recompute`` (and grad enabled) each
+    chunk's logits are rebuilt in backward instead of kept: memory O(chunk × vocab).
+    """
+    def chunk_logprobs(h_c, t_c, o_c):
+        logits = lm_logits(model, h_c)
+        if mix is not None:
+            logits = (1.0 + mix[2]) * logits - mix[2] * mix[0](o_c)
+        return logits.gather(-1, t_c[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+
+    out = []
+    for s in range(0, h.shape[0], chunk):
+        args = (h[s:s + chunk], targets[s:s + chunk], mix[1][s:s + chunk] if mix is not None else None)
+        if recompute and torch.is_grad_enabled():
+            out.append(checkpoint(chunk_logprobs, *args, use_reentrant=False))
+        else:
+            out.append(chunk_logprobs(*args))
+    return torch.cat(out) if out else h.new_zeros(0, dtype=torch.float32)
 
 
 def common_prefix(seqs: list[list[int]]) -> int:

@@ -242,6 +242,13 @@ def load_tokenizer(spec: str = DEFAULT_MODEL, *, trust_remote_code: bool = False
     return load_model(spec, trust_remote_code=trust_remote_code, tokenizer_only=True)
 
 
+def resolve_device(device: str) -> str:
+    """A device setting as a torch device name: ``auto`` is a GPU when one is present, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def _check_device(device: str) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but no CUDA GPU is available")

@@ -22,11 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from .data import read_records
 from .errors import DataError
-from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits
+from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits, token_logprobs
 from .types import TrainingRow
 from .weights import pair_weight
 
@@ -152,24 +151,6 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def token_logps(model, h: torch.Tensor, targets: torch.Tensor, chunk: int, recompute: bool) -> torch.Tensor:
-    """log p(target) for each hidden row; float32 log-sum-exp in chunks of the LM head.
-
-    With ``recompute`` each chunk's logits are rebuilt in backward instead of kept,
-    so memory is O(chunk × vocab) (gradient checkpointing for the LM head).
-    """
-    def chunk_logps(h_c, t_c):
-        logits = lm_logits(model, h_c)
-        return logits.gather(-1, t_c[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
-
-    out = []
-    for s in range(0, h.shape[0], chunk):
-        args = (h[s:s + chunk], targets[s:s + chunk])
-        use_ckpt = recompute and torch.is_grad_enabled()
-        out.append(checkpoint(chunk_logps, *args, use_reentrant=False) if use_ckpt else chunk_logps(*args))
-    return torch.cat(out)
-
-
 class PairLogProbs(torch.nn.Module):
     """``model`` → summed response log-probs ``[B, 2]`` (chosen, rejected) of packed pairs.
 
@@ -199,7 +180,7 @@ class PairLogProbs(torch.nn.Module):
 
     def forward(self, batch):
         h = self.hidden(batch)
-        lp = token_logps(self.model, h, batch["targets"], self.chunk, self.recompute)
+        lp = token_logprobs(self.model, h, batch["targets"], self.chunk, recompute=self.recompute)
         return self.sums(lp, batch), h.detach()
 
 
@@ -309,11 +290,10 @@ def mixed_logps(scorer: PairLogProbs, ref_model, h_policy: torch.Tensor, batch, 
     """
     with as_reference(scorer.model, ref_model) as ref:
         h_ref = PairLogProbs(ref, trunk_layer=scorer.trunk_layer if ref_model is None else 0).hidden(batch)
-    out = []
-    for s in range(0, h_policy.shape[0], scorer.chunk):
-        sl = slice(s, s + scorer.chunk)
-        with as_reference(scorer.model, ref_model) as ref:  # per chunk: the adapter is back on for the policy
-            ref_logits = lm_logits(ref, h_ref[sl])
-        logits = (1 + lam) * lm_logits(scorer.model, h_policy[sl]) - lam * ref_logits
-        out.append(logits.gather(-1, batch["targets"][sl, None]).squeeze(-1) - torch.logsumexp(logits, -1))
-    return scorer.sums(torch.cat(out), batch)
+
+    def ref_head(x: torch.Tensor) -> torch.Tensor:  # per chunk: the adapter is back on for the policy's head
+        with as_reference(scorer.model, ref_model) as ref:
+            return lm_logits(ref, x)
+
+    lp = token_logprobs(scorer.model, h_policy, batch["targets"], scorer.chunk, mix=(ref_head, h_ref, lam))
+    return scorer.sums(lp, batch)

@@ -16,14 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import read_annotations, read_optional, read_pairs, read_pool, write_json, write_records
+from .annotate.factory import METHODS as ANNOTATOR_METHODS
 from .errors import ConfigError
-from .models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL, resolve_device
 from .pipeline import RunDir, Stage, StageContext
 from .precision import check_precision, resolve_dtype_name, resolve_precision
 from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
 
-ANNOTATORS = ("none", "gold", "weak-judge", "density-ratio", "implicit")
+# Who labels the pairs humans did not: nobody, the gold judge (the 100 %-labels baseline) or an
+# annotator of frugalign.annotate. The implicit (SPA) annotator needs a trained policy: it runs in
+# SPA's rounds (frugalign iterate, the study's spa method), not here.
+ANNOTATORS = ("none", "gold") + tuple(m for m in ANNOTATOR_METHODS if m != "implicit")
 
 
 @dataclass
@@ -92,8 +96,8 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """This config with ``precision``/``dtype`` ``auto`` resolved for the device (stage keys see the real numerics)."""
-        precision = resolve_precision(self.precision, _device(self))
-        dtype = resolve_dtype_name(self.dtype, precision, _device(self))
+        precision = resolve_precision(self.precision, resolve_device(self.device))
+        dtype = resolve_dtype_name(self.dtype, precision, resolve_device(self.device))
         return dataclasses.replace(self, precision=precision, dtype=dtype)
 
 
@@ -115,16 +119,10 @@ def stage_prompts(ctx: StageContext, cfg: RunConfig) -> dict:
     return out
 
 
-def _device(cfg: RunConfig) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-
-
 def _load_policy(cfg: RunConfig, spec: str | None = None):
     from .models import load_model
 
-    return load_model(spec or cfg.model, dtype=cfg.dtype, device=_device(cfg))
+    return load_model(spec or cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device))
 
 
 def _generate(cfg: RunConfig, items, model_spec: str, n: int, temperature: float, seed: int):
@@ -199,13 +197,11 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     human_pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
     human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
-                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=_device(cfg))
+                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=resolve_device(cfg.device))
     if cfg.annotator == "weak-judge":
         s.labels = str(ctx.input("label", "human.jsonl"))
     if cfg.annotator == "density-ratio":
         s.ref_model = cfg.weak_model
-    elif cfg.annotator == "implicit":
-        raise ConfigError("annotator=implicit needs a trained policy; use `frugalign iterate` (SPA rounds)")
     annotator = build_annotator(s, train_pairs=human_pairs, labels=human)
     auto = annotator.annotate(rest)
     write_records(ctx.out / "auto.jsonl", auto)
@@ -248,7 +244,7 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
                        max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
                        self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
                        gradient_checkpointing=cfg.gradient_checkpointing,
-                       device="cpu" if _device(cfg) == "cpu" else "auto",
+                       device="cpu" if resolve_device(cfg.device) == "cpu" else "auto",
                        tensorboard=False, save_every=4)
     summary = train(tcfg)
     shutil.move(str(work / "final"), str(ctx.out / "model"))

@@ -113,3 +113,12 @@ def test_presets_and_cli_overrides_parse(preset, monkeypatch):
     cfg = seen["cfg"]
     assert cfg.budgets == [0.1, 0.3] and cfg.seeds == [0, 1] and cfg.output_dir.startswith("runs/study-")
     assert {a.method for a in expand_arms(cfg)} == set(cfg.methods)
+
+
+def test_study_methods_speak_the_recipe_vocabularies():
+    from frugalign.recipe import ANNOTATORS
+    from frugalign.study import METHODS
+    from frugalign.weights import WEIGHTINGS
+
+    for over, _, _ in METHODS.values():
+        assert over["annotator"] in ANNOTATORS and over["weights"] in WEIGHTINGS
