@@ -58,7 +58,7 @@ class AnnotatorSettings:
     nan_policy: str = field(default="error", metadata={"help": "error | skip (count and drop pairs with NaN scores)"})
     cache: bool = field(default=True, metadata={"help": "cache log-probs on disk"})
     cache_path: str | None = field(default=None, metadata={"help": "SQLite file (default $FRUGALIGN_CACHE/scores.sqlite)"})
-    dtype: str = "float32"
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 only where native and faster) | float32 | bfloat16"})
     device: str = "cpu"
     token_budget: int = 4096
     max_batch: int = 64

@@ -27,8 +27,8 @@ class GenerateConfig:
     max_new_tokens: int = 96
     seed: int = 0
     batch_size: int = field(default=16, metadata={"help": "sequences decoded together (per process)"})
-    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 (about 2x faster on CPUs with "
-                                                            "AVX-512 BF16) | float16"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 only where the CPU/GPU runs it natively "
+                                                         "and faster, else float32) | float32 | bfloat16 | float16"})
     device: str = "cpu"
     backend: str = field(default="auto", metadata={"help": BACKEND_HELP})
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: torch's default; "

@@ -19,7 +19,7 @@ class ScoreConfig:
     output: str = field(default="", metadata={"help": "scores file to write (.jsonl/.parquet)"})
     model: str = DEFAULT_MODEL
     ref_model: str | None = field(default=None, metadata={"help": "if set, also score with it and report model − ref"})
-    dtype: str = "float32"
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 only where native and faster) | float32 | bfloat16"})
     device: str = "cpu"
     token_budget: int = 4096
     max_batch: int = 64

@@ -25,7 +25,7 @@ class SelectConfig:
     seed: int = 0
     rest_output: str | None = field(default=None, metadata={"help": "also write the per-prompt picks not chosen"})
     summary: str | None = field(default=None, metadata={"help": "summary JSON (default: <output>.summary.json)"})
-    dtype: str = "float32"
+    dtype: str = field(default="auto", metadata={"help": "policy embedder: auto | float32 | bfloat16"})
     device: str = "cpu"
     token_budget: int = 4096
     progress: bool = True
