@@ -134,7 +134,7 @@ def test_score_command_with_vllm_backend(tmp_path, tiny_dir, monkeypatch, capsys
     monkeypatch.setattr(VLLMBackend, "from_model", staticmethod(fake_from_model))
     pool = tmp_path / "pool.jsonl"
     pool.write_text(json.dumps({"id": "p", "prompt": "Paris is", "responses": ["the capital.", "a city"]}) + "\n")
-    common = [f"input={pool}", f"model={tiny_dir}", "progress=false"]
+    common = [f"input={pool}", f"model={tiny_dir}", "progress=false", "dtype=float32"]
     assert main(["score", f"output={tmp_path / 'v.jsonl'}", "backend=vllm", f"ref_model={tiny_dir}"] + common) == 0
     assert loaded == [tiny_dir, tiny_dir] and "with vllm" in capsys.readouterr().out
     assert main(["score", f"output={tmp_path / 't.jsonl'}"] + common) == 0
