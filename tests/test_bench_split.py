@@ -55,3 +55,16 @@ def test_same_split_in_another_process():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
     here = [p.to_dict() for p in get_task("ifeval").prompts(n=12, split="test", seed=5)]
     assert json.loads(out.stdout) == here
+
+
+def test_enough_prompts_for_a_study_with_power():
+    """>= 300 training and >= 120 test prompts: several seeded constraint sets per base question."""
+    task = get_task("ifeval")
+    train, test = task.prompts(n=300, split="train", seed=0), task.prompts(n=120, split="test", seed=0)
+    assert len({p.id for p in train}) == 300 and len({p.id for p in test}) == 120
+    assert not {p.question_id for p in train} & {p.question_id for p in test}
+    per_question = {}
+    for p in test:
+        per_question.setdefault(p.question_id, set()).add(tuple(p.instruction_ids))
+    assert min(len(v) for v in per_question.values()) >= 2  # the same question, different constraints
+    assert len({p.prompt for p in train}) == 300

@@ -53,11 +53,28 @@ class IFEvalTask(BenchTask):
         self.types = tuple(types)
         install_offline_tokenizers()  # no nltk_data here: regex tokenisers
 
-    def make_prompt(self, question: BaseQuestion, seed: int = 0, variant: int = 0) -> BenchPrompt:
-        """Question + constraints drawn from ``Random(task|seed|question|variant)``."""
-        rng = random.Random(f"{self.name}|{seed}|{question.id}|{variant}")
+    def _draw(self, question: BaseQuestion, seed: int, variant: int) -> list:
+        """Variant ``variant``'s constraints: drawn from ``Random(task|seed|question|variant)``,
+        redrawn (``...|retry k``) while they repeat an earlier variant's, so every variant
+        of a question is a different prompt."""
         exclude = FIXED_FORMAT_EXCLUDED if question.fixed_format else frozenset()
-        cons = draw_constraints(rng, self.n_constraints, self.types, exclude)
+        seen: set[str] = set()
+        for v in range(variant + 1):  # the earlier variants, to know what not to repeat
+            for retry in range(100):
+                tag = f"{self.name}|{seed}|{question.id}|{v}" + (f"|retry {retry}" if retry else "")
+                cons = draw_constraints(random.Random(tag), self.n_constraints, self.types, exclude)
+                if self._key(cons) not in seen:
+                    break
+            seen.add(self._key(cons))
+        return cons
+
+    @staticmethod
+    def _key(cons) -> str:
+        return repr([(c.instruction_id, sorted(c.kwargs.items())) for c in cons])
+
+    def make_prompt(self, question: BaseQuestion, seed: int = 0, variant: int = 0) -> BenchPrompt:
+        """Question + constraints drawn for ``(seed, question, variant)``, distinct across variants."""
+        cons = self._draw(question, seed, variant)
         return BenchPrompt(
             id=self._prompt_id(question, seed, variant),
             prompt=f"{question.text}\n\n{constraint_block(cons)}",
