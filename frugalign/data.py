@@ -28,6 +28,18 @@ T = TypeVar("T")
 HUB_PREFIX = "hf://"
 
 
+def file_digest(*paths, length: int = 16) -> str:
+    """A hex digest of the files' bytes, in order: identity by content, not by path."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:length]
+
+
 def cache_dir() -> Path:
     """Where frugalign keeps files between runs: ``$FRUGALIGN_CACHE`` or ``~/.cache/frugalign``."""
     return Path(os.environ.get("FRUGALIGN_CACHE", Path.home() / ".cache" / "frugalign"))

@@ -19,11 +19,10 @@ another shared pool.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from .data import write_json
+from .data import file_digest, write_json
 from .errors import ConfigError
 from .pipeline import config_difference
 from .paired import mean_ci, paired_difference, pool_seeds, recovered_fraction
@@ -43,10 +42,7 @@ def _cell_of(row: dict) -> str:
 
 def shared_fingerprint(shared_dir: Path) -> str:
     """A hash of the shared pool and the initial policy's gold-scored test samples."""
-    h = hashlib.sha256()
-    for rel in ("pool/pool.jsonl", "eval_initial/responses.jsonl"):
-        h.update((Path(shared_dir) / rel).read_bytes())
-    return h.hexdigest()[:16]
+    return file_digest(Path(shared_dir) / "pool" / "pool.jsonl", Path(shared_dir) / "eval_initial" / "responses.jsonl")
 
 
 def analyse(rows: list[dict], *, seed: int = 0) -> dict:

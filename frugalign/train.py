@@ -42,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .data import write_json, write_records
+from .data import file_digest, write_json, write_records
 from .errors import ConfigError
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
 from .models import DEFAULT_MODEL, load_model, quiet_weight_io
@@ -184,12 +184,25 @@ def lora_targets(model, target: str, top_layers: int = 0) -> str | list[str]:
     return found
 
 
+def run_identity(cfg: TrainConfig) -> dict:
+    """What makes two runs the same: the settings that change the numbers, the data by its content.
+
+    The data file's path is left out: a resumed run may read the same rows from
+    elsewhere (the recipe writes them to a new temporary directory on every attempt).
+    """
+    identity = {k: v for k, v in asdict(cfg).items() if k not in NON_MATH and k != "data"}
+    identity["data_sha256"] = file_digest(cfg.data) if Path(cfg.data).is_file() else cfg.data
+    return identity
+
+
 def check_run_dir(cfg: TrainConfig) -> bool:
     """True if ``output_dir`` holds this same run; a different config is a one-line error."""
     path = Path(cfg.output_dir) / "config.json"
     if not path.exists():
         return False
-    diff = config_difference(json.loads(path.read_text()).get("config", {}), asdict(cfg), ignore=NON_MATH)
+    stored = json.loads(path.read_text())
+    old = stored.get("identity") or {k: v for k, v in stored.get("config", {}).items() if k not in NON_MATH}
+    diff = config_difference(old, run_identity(cfg))
     if diff:
         raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({diff}); use another output_dir")
     if not cfg.resume:
@@ -409,7 +422,8 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
     done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())
     run.start_step = load_checkpoint(run, done[-1]) if resuming and done else 0
     if acc.is_main_process and not resuming:
-        write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "world_size": acc.num_processes})
+        write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "identity": run_identity(cfg),
+                                                          "world_size": acc.num_processes})
     return run
 
 

@@ -93,3 +93,32 @@ def test_bad_pair_settings_are_one_line_errors(bad, needle, capsys):
     assert main(["run", "output_dir=unused"] + [f"{k}={v}" for k, v in bad.items()]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_a_run_killed_inside_training_resumes_from_its_checkpoint(tmp_path, tiny_dir, monkeypatch):
+    """The training stage's identity is its settings and its data's content, not the temp path it was written to."""
+    import frugalign.train as train_mod
+
+    kw = dict(budget=1.0, epochs=3, precision="float32")  # batch 2, a checkpoint every 4 steps
+    straight = run_recipe(tiny_cfg(tmp_path / "a", tiny_dir, **kw), log=lambda m: None)
+
+    real = train_mod.save_checkpoint
+
+    def killed_after_first_checkpoint(run, step):
+        real(run, step)
+        raise KeyboardInterrupt  # stands in for SIGKILL right after the checkpoint is on disk
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", killed_after_first_checkpoint)
+    cfg = tiny_cfg(tmp_path / "b", tiny_dir, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(cfg, log=lambda m: None)
+    monkeypatch.setattr(train_mod, "save_checkpoint", real)
+    logs = []
+    resumed = run_recipe(cfg, log=logs.append)
+    assert [m.split("]")[0][1:] for m in logs if "done in" in m] == ["train", "eval_initial", "eval_trained", "evaluate"]
+    read = lambda d: [json.loads(x) for x in (tmp_path / d / "run" / "train" / "metrics.jsonl").open()]  # noqa
+    a, b = read("a"), read("b")
+    assert [m["step"] for m in b] == [m["step"] for m in a] and len(a) > 4  # it went past the checkpoint at step 4
+    assert [m["loss"] for m in b] == pytest.approx([m["loss"] for m in a], abs=1e-6)
+    for key in ("win_rate", "gold_trained", "human_labels"):
+        assert resumed[key] == pytest.approx(straight[key], abs=1e-9)
