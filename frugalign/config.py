@@ -101,6 +101,19 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def preset_names() -> list[str]:
+    """The presets shipped in ``frugalign/configs`` (``demo``, ``recipe-frugal``, ``study-standard``, ...)."""
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("frugalign").joinpath("configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_path(name: str) -> str:
+    from importlib.resources import files
+
+    return str(files("frugalign").joinpath("configs", f"{name}.yaml"))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Expose each field of ``cls`` as ``--name`` plus ``--config`` and ``key=value`` overrides."""
     parser.add_argument("--config", help="YAML file of settings (same names as below)")
@@ -118,20 +131,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 def build_config(cls: type[C], args: argparse.Namespace | None = None, *, preset: dict | None = None,
                  **values) -> C:
-    """Defaults < ``preset`` < YAML file < flags < ``key=value`` overrides < explicit ``values``."""
+    """Defaults < ``preset`` < YAML files and preset names (in order) < flags < ``key=value`` < ``values``."""
     merged: dict[str, Any] = dict(preset or {})
     if args is not None:
-        if getattr(args, "config", None):
-            merged.update(load_yaml(args.config))
+        files, pairs = [args.config] if getattr(args, "config", None) else [], []
+        for item in getattr(args, "overrides", None) or []:
+            if "=" in item:
+                pairs.append(item)
+            elif item.endswith((".yaml", ".yml")):
+                files.append(item)  # `frugalign run CONFIG.yaml key=value ...`
+            elif item in preset_names():
+                files.append(preset_path(item))  # `frugalign run recipe-frugal key=value ...`
+            else:
+                raise ConfigError(f"expected key=value, a .yaml file or a preset ({', '.join(preset_names())}), "
+                                  f"got {item!r}")
+        for path in files:
+            merged.update(load_yaml(path))
         for key, value in vars(args).items():
             if key.startswith("cfg__") and value is not None:
                 merged[key[5:]] = value
-        for item in getattr(args, "overrides", None) or []:
-            if "=" not in item and item.endswith((".yaml", ".yml")):
-                merged.update(load_yaml(item))  # `frugalign run CONFIG.yaml key=value ...`
-                continue
-            if "=" not in item:
-                raise ConfigError(f"expected key=value or a .yaml file, got {item!r}")
+        for item in pairs:
             key, value = item.split("=", 1)
             merged[key.strip().replace("-", "_")] = value
     merged.update(values)

@@ -40,6 +40,15 @@ def test_config_layering(tmp_path):
                               "share=false", "ref=none"])
     cfg = build_config(Toy, args)
     assert (cfg.n, cfg.temperature, cfg.share, cfg.ref) == (8, 0.9, False, None)
+    # a positional YAML file or preset name sits below the flags, whatever its position
+    (tmp_path / "d.yaml").write_text("n: 3\ntemperature: 0.1\n")
+    args = parser.parse_args(["n=5", str(tmp_path / "d.yaml"), "--temperature", "0.9"])
+    assert (build_config(Toy, args).n, build_config(Toy, args).temperature) == (5, 0.9)
+    from frugalign.config import preset_names
+
+    assert {"demo", "recipe-frugal", "study-quick", "study-standard"} <= set(preset_names())
+    with pytest.raises(ConfigError, match="a preset"):
+        build_config(Toy, parser.parse_args(["no-such-preset"]))
     for bad, msg in (({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
                      ({"share": "maybe"}, "expected bool")):
         with pytest.raises(ConfigError, match=msg):

@@ -10,12 +10,8 @@ rate against the initial policy. Any setting can be overridden
 
 from __future__ import annotations
 
-from importlib.resources import files
-
-from ..config import add_config_arguments, build_config, load_yaml
+from ..config import add_config_arguments, build_config, load_yaml, preset_path
 from ..recipe import RunConfig
-
-PRESET = files("frugalign") / "configs" / "demo.yaml"
 
 
 def register(sub) -> None:
@@ -28,5 +24,5 @@ def register(sub) -> None:
 def run(args) -> int:
     from .run import execute
 
-    cfg = build_config(RunConfig, args, preset=load_yaml(str(PRESET)))
+    cfg = build_config(RunConfig, args, preset=load_yaml(preset_path("demo")))
     return execute(cfg)

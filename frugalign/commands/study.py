@@ -13,11 +13,9 @@ the seed-pooled table, the paired comparisons and the report's path.
 
 from __future__ import annotations
 
-from importlib.resources import files
+from ..config import add_config_arguments, build_config
 
-from ..config import add_config_arguments, build_config, load_yaml
-
-PRESETS = ("study-quick", "study-standard", "study-full")
+PRESETS = ("study-quick", "study-standard", "study-full")  # shipped in frugalign/configs
 
 
 def register(sub) -> None:
@@ -34,16 +32,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..study import StudyConfig
 
-    preset = None
-    rest = []
-    for item in getattr(args, "overrides", None) or []:
-        if item in PRESETS:  # `frugalign study study-quick`
-            preset = load_yaml(str(files("frugalign") / "configs" / f"{item}.yaml"))
-        else:
-            rest.append(item)
-    args.overrides = rest
-    cfg = build_config(StudyConfig, args, preset=preset)
-    return execute(cfg)
+    return execute(build_config(StudyConfig, args))  # a preset name or YAML file comes in as an override
 
 
 def execute(cfg) -> int:
