@@ -8,12 +8,15 @@ adding a file. User errors print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
 
 from . import __version__
 from .errors import FrugalignError
+
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR)
 
 # Listed first in --help in this order; other command modules follow alphabetically.
 FIRST = ["demo", "run", "study", "generate", "select", "label", "annotate", "train", "iterate", "score", "eval"]
@@ -64,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"frugalign {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"frugalign {args.command}: interrupted", file=sys.stderr)
+        print(f"frugalign {args.command}: interrupted; finished work is kept, rerun the same command to resume",
+              file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk or an unwritable directory is the user's to fix, not a bug
+        if e.errno not in STORAGE_ERRORS:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"frugalign {args.command}: error: {e.strerror}{where}; nothing half-written was kept, fix it and "
+              "rerun the same command", file=sys.stderr)
+        return 2
     finally:
         from .distributed import shutdown
 

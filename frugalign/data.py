@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from .errors import DataError
+from .faults import kill_point
 from .types import Annotation, PreferencePair, PromptItem, TrainingRow
 from .weights import pair_weight
 
@@ -251,6 +252,7 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
+            kill_point(f"write:{self.path.name}")  # a crash here leaves the old file whole
             os.replace(self.tmp, self.path)
         elif os.path.exists(self.tmp):
             os.unlink(self.tmp)

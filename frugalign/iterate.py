@@ -28,20 +28,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 
 from .annotate.implicit import implicit_annotator
-from .data import annotations_to_training, read_pool, read_training, write_json, write_records
+from .data import annotations_to_training, file_digest, read_pool, read_training, write_json, write_records
 from .errors import ConfigError
+from .faults import kill_point
 from .backends import BACKENDS, backend_needs_model, get_backend, resolve_backend_name
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer
 from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
-from .pipeline import config_difference
+from .pipeline import RunLock, config_difference
 from .precision import autocast, resolve_precision
 from .train import TrainConfig, train
 from .types import Annotation, PreferencePair, PromptItem
@@ -201,8 +203,10 @@ def _train_config(cfg: IterateConfig, start: str, data: Path, out: Path, i: int)
 
 
 def _check_dir(cfg: IterateConfig) -> None:
+    """Refuse a directory holding other rounds; the prompts file counts by content, not path."""
     path = Path(cfg.output_dir) / "config.json"
-    new = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}
+    new = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "prompts")}
+    new["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
     if not path.exists():
         write_json(path, new)
     elif diff := config_difference(json.loads(path.read_text()), new):
@@ -218,6 +222,11 @@ def iterate(cfg: IterateConfig) -> dict:
     state = PartialState(cpu=cfg.device == "cpu")
     prompts = read_pool(cfg.prompts)
     plan = [_round_prompts(cfg, prompts, i) for i in range(1, cfg.rounds + 1)]  # fail before any work
+    with RunLock(cfg.output_dir) if state.is_main_process else nullcontext():
+        return _rounds(cfg, state, plan)
+
+
+def _rounds(cfg: IterateConfig, state, plan: list[list[PromptItem]]) -> dict:
     if state.is_main_process:
         _check_dir(cfg)
     state.wait_for_everyone()
@@ -231,7 +240,9 @@ def iterate(cfg: IterateConfig) -> dict:
             judged = {}
             if state.is_main_process:  # sampling and judging run once; training uses every process
                 pool = _sample(cfg, start, items, i, rdir / "pool.jsonl")
+                kill_point(f"iterate:round-{i}:sampled")
                 judged = _judge(cfg, start, pool, i, rdir)
+                kill_point(f"iterate:round-{i}:judged")
             state.wait_for_everyone()
             summary = train(_train_config(cfg, start, rdir / "pairs.jsonl", rdir / "train", i))
             if "final_model" not in summary:  # stopped early (train stop_after): rerun to resume
@@ -241,6 +252,7 @@ def iterate(cfg: IterateConfig) -> dict:
                       "train": summary}
             if state.is_main_process:
                 write_json(done, record)
+                kill_point(f"iterate:round-{i}:done")
         rounds.append(record)
         start = record["train"]["final_model"]
     result = {"rounds": rounds, "final_model": start}

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from .data import write_json
 from .errors import ConfigError
+from .faults import kill_point
 
 
 def _versions() -> dict:
@@ -56,6 +57,50 @@ def config_difference(old: dict, new: dict, ignore=()) -> str | None:
 def stage_key(name: str, settings: dict, input_keys: dict[str, str]) -> str:
     blob = json.dumps({"stage": name, "settings": settings, "inputs": input_keys}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class RunLock:
+    """One writer per run directory: ``<dir>/.lock`` holds the writer's pid under an exclusive flock.
+
+    A second process on the same directory gets a one-line error naming the first.
+    The kernel drops the flock when its process dies (even by SIGKILL), so a lock
+    left by a dead process is simply taken over, with a notice.
+    """
+
+    def __init__(self, path: str | Path, log: Callable[[str], None] = print):
+        self.dir, self.log, self.file = Path(path), log, None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+        import os
+
+        self.created = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.dir / ".lock", "a+")
+        self.file.seek(0)
+        previous = self.file.read().strip()
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ConfigError(f"{self.dir} is in use by process {previous or '(unknown)'}; wait for it to finish "
+                              "or stop it, then rerun") from None
+        if previous and previous != str(os.getpid()):
+            self.log(f"note: {self.dir} was locked by process {previous}, which is no longer running; taking over")
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.file.seek(0)
+        self.file.truncate()  # released cleanly: no "stale lock" notice next time
+        if self.created and [p.name for p in self.dir.iterdir()] == [".lock"]:
+            (self.dir / ".lock").unlink()  # a run that failed before writing anything leaves no directory
+            self.dir.rmdir()
+        self.file.close()     # closing drops the flock
+        return False
 
 
 @dataclass
@@ -100,8 +145,12 @@ class RunDir:
         return {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "stages": {}}
 
     def _clean_partial(self) -> None:
+        """Remove what a killed run left half-written: stage temp dirs and temp files of atomic writes."""
         for tmp in self.path.glob(".*.tmp*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
     def save(self) -> None:
         write_json(self.manifest_path, self.manifest)
@@ -129,6 +178,7 @@ class RunDir:
                            {s: self.stage_dir(s) for s in stage.inputs})
         stages[stage.name] = {"status": "running", "key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         self.save()
+        kill_point(f"stage:{self.path.name}/{stage.name}:start")
         t0 = time.time()
         try:
             summary = stage.fn(ctx) or {}
@@ -138,9 +188,11 @@ class RunDir:
             self.save()
             raise
         final = self.stage_dir(stage.name)
+        kill_point(f"stage:{self.path.name}/{stage.name}:commit")  # outputs complete, not yet renamed into place
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        kill_point(f"stage:{self.path.name}/{stage.name}:renamed")  # in place, the manifest not yet updated
         stages[stage.name].update(status="done", seconds=round(time.time() - t0, 2), summary=summary,
                                   settings=stage.settings, inputs=list(stage.inputs))
         self.save()

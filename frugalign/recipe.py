@@ -19,7 +19,7 @@ from .data import read_annotations, read_optional, read_pairs, read_pool, write_
 from .annotate.factory import METHODS as ANNOTATOR_METHODS
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, resolve_device
-from .pipeline import RunDir, Stage, StageContext
+from .pipeline import RunDir, RunLock, Stage, StageContext
 from .precision import check_precision, resolve_dtype_name, resolve_precision
 from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
@@ -342,10 +342,11 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
     """Run (or resume) every stage; return the evaluation result plus the annotator's agreement."""
     cfg.validate()
     cfg = cfg.resolved()
-    run = RunDir(cfg.output_dir, dataclasses.asdict(cfg))
-    run.manifest["seeds"] = {"run": cfg.seed}
-    for stage in build_stages(cfg):
-        run.run(stage, log=log)
+    with RunLock(cfg.output_dir, log):
+        run = RunDir(cfg.output_dir, dataclasses.asdict(cfg))
+        run.manifest["seeds"] = {"run": cfg.seed}
+        for stage in build_stages(cfg):
+            run.run(stage, log=log)
     result = dict(run.summary("evaluate"))
     result.update({k: v for k, v in run.summary("annotate").items() if k != "annotated"})
     return result

@@ -53,7 +53,8 @@ from pathlib import Path
 from . import recipe
 from .data import read_optional, read_pool, write_json, write_records
 from .errors import ConfigError
-from .pipeline import RunDir, Stage, StageContext
+from .faults import kill_point
+from .pipeline import RunDir, RunLock, Stage, StageContext
 from .recipe import RunConfig
 from .study_summary import check_fingerprint, load_rows, shared_fingerprint, summary_document, write_summary
 
@@ -320,12 +321,16 @@ def _study_meta(cfg: StudyConfig, shared: RunDir | None, fingerprint: str | None
 
 def run_study(cfg: StudyConfig, log=print) -> dict:
     """Run (or resume) the shared stages and every arm; keep summary.json current; write the curve and report."""
-    from .report import label_efficiency_curve_png, write_study_report
-
     cfg.validate()
     cfg = cfg.resolved()
+    with RunLock(cfg.output_dir, log):  # one writer per study directory (its arms included)
+        return _run_locked(cfg, log)
+
+
+def _run_locked(cfg: StudyConfig, log) -> dict:
+    from .report import label_efficiency_curve_png, write_study_report
+
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     arms = expand_arms(cfg)
     write_json(out / "study.json", {"config": dataclasses.asdict(cfg), "arms": [a.name for a in arms]})
     path = cfg.summary_path()
@@ -343,6 +348,7 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
         log(f"arm {n}/{len(arms)}: {arm.name}")
         rows.append(run_arm(cfg, arm, shared, log))
         write_summary(path, summary_document(meta, rows, baselines, seed=cfg.seed))  # after every arm
+        kill_point(f"study:arm:{arm.name}:done")
     order = {a.name: i for i, a in enumerate(arms)}
     rows = sorted(rows, key=lambda r: order.get(r["arm"], len(order)))
     document = summary_document(meta, rows, baselines, seed=cfg.seed)

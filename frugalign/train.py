@@ -44,11 +44,12 @@ from tqdm.auto import tqdm
 from .checkpoints import load_checkpoint, save_checkpoint
 from .data import file_digest, write_json, write_records
 from .errors import ConfigError
+from .faults import kill_point
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
 from .models import DEFAULT_MODEL, load_model, quiet_weight_io
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
-from .pipeline import config_difference
+from .pipeline import RunLock, config_difference
 from .precision import autocast, resolve_precision
 
 # --------------------------------------------------------------------------- settings
@@ -427,13 +428,21 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
     return run
 
 
+def _logged_step(line: str) -> float:
+    """The step of a metrics line; a line cut short by a crash counts as after every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricsLog:
     """metrics.jsonl (one line per optimiser step) and the same scalars in TensorBoard; main process only."""
 
     def __init__(self, cfg: TrainConfig, start_step: int, enabled: bool):
         self.path, self.tb = (Path(cfg.output_dir) / "metrics.jsonl") if enabled else None, None
         if self.path and self.path.exists():  # a resumed run rewrites the steps after its checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start_step]
+            kept = [ln for ln in self.path.read_text().splitlines() if _logged_step(ln) <= start_step]
             self.path.write_text("".join(ln + "\n" for ln in kept))
         if self.path and cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -481,6 +490,12 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
     ``cfg.model`` is loaded. Stops early with a checkpoint after ``stop_after`` steps.
     """
     cfg = resolved(cfg)
+    main = os.environ.get("RANK", "0") == "0"  # under a multi-process launch the main process holds the lock
+    with RunLock(cfg.output_dir) if main else nullcontext():
+        return _train(cfg, model, tokenizer)
+
+
+def _train(cfg: TrainConfig, model, tokenizer) -> dict:
     summary_path = Path(cfg.output_dir) / "summary.json"
     if cfg.resume and summary_path.exists() and (Path(cfg.output_dir) / "final").exists():
         check_run_dir(cfg)
@@ -499,8 +514,10 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
         bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['reward_accuracy']:.2f}")
         done = step + 1
         stopping = cfg.stop_after is not None and done - run.start_step >= cfg.stop_after
+        kill_point(f"train:step:{done}")
         if done < run.total_steps and (stopping or (cfg.save_every and done % cfg.save_every == 0)):
             save_checkpoint(run, done)
+            kill_point(f"train:checkpoint:{done}")
             if stopping:
                 bar.close(), log.close()
                 return {"stopped_at": done, "total_steps": run.total_steps, "last": last, **run.info}
