@@ -10,7 +10,7 @@ import pytest
 from frugalign.data import (annotations_to_training, read_annotations, read_pairs, read_pool,
                             read_records, read_training, to_hf_dataset, write_records, pool_to_pairs)
 from frugalign.errors import DataError
-from frugalign.types import Annotation, PreferencePair, PromptItem, TrainingRow
+from frugalign.types import Annotation, PromptItem, TrainingRow
 
 
 def write_lines(path, lines):
