@@ -143,16 +143,31 @@ def stage_pool(ctx: StageContext, cfg: RunConfig) -> dict:
     return {"prompts": len(pool), "responses": sum(len(p.responses) for p in pool)}
 
 
-def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
-    """Pick ``pairs_per_prompt`` candidates per prompt; the budget's worth go to humans, the rest to annotators."""
-    from .select import candidates_from_pool, policy_embedder, select_pairs, sentence_embedder
+def stage_embed(ctx: StageContext, cfg: RunConfig) -> dict:
+    """Embed every pool response once (``embedder``); selection reads them, a study shares them across arms."""
+    import numpy as np
+
+    from .select import embed_pool, policy_embedder, sentence_embedder
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
-    embedder = None
-    if cfg.embedder == "sentence":
-        embedder = sentence_embedder()
-    elif cfg.embedder == "policy":
-        embedder = policy_embedder(*_load_policy(cfg), progress=cfg.progress)
+    if cfg.embedder == "none":
+        return {"embedded": 0}
+    embedder = sentence_embedder() if cfg.embedder == "sentence" else policy_embedder(*_load_policy(cfg),
+                                                                                      progress=cfg.progress)
+    emb = embed_pool(pool, embedder)
+    np.save(ctx.out / "embeddings.npy", emb)
+    return {"embedded": int(emb.shape[0]), "dim": int(emb.shape[1])}
+
+
+def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
+    """Pick ``pairs_per_prompt`` candidates per prompt; the budget's worth go to humans, the rest to annotators."""
+    import numpy as np
+
+    from .select import candidates_from_pool, precomputed_embedder, select_pairs
+
+    pool = read_pool(ctx.input("pool", "pool.jsonl"))
+    stored = ctx.input("embed", "embeddings.npy")
+    embedder = precomputed_embedder(pool, np.load(stored)) if stored.exists() else None
     cands = candidates_from_pool(pool, embedder)
     sel = select_pairs(cands, cfg.strategy if embedder else "random", cfg.human_budget(), seed=cfg.seed,
                        per_prompt=cfg.pairs_per_prompt)
@@ -320,9 +335,11 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     return [
         Stage("prompts", lambda c: stage_prompts(c, cfg), _settings(cfg, "task", "train_prompts", "test_prompts", "seed")),
         Stage("pool", lambda c: stage_pool(c, cfg), gen, ("prompts",)),
+        Stage("embed", lambda c: stage_embed(c, cfg),
+              _settings(cfg, "embedder", *(("model", "dtype") if cfg.embedder == "policy" else ())), ("pool",)),
         Stage("select", lambda c: stage_select(c, cfg),
-              {**_settings(cfg, "strategy", "embedder", "seed", "annotator", "pairs_per_prompt"),
-               "budget": cfg.human_budget()}, ("pool",)),
+              {**_settings(cfg, "strategy", "seed", "annotator", "pairs_per_prompt"),
+               "budget": cfg.human_budget()}, ("pool", "embed")),
         Stage("label", lambda c: stage_label(c, cfg), _settings(cfg, "task", "judge"), ("select",)),
         Stage("annotate", lambda c: stage_annotate(c, cfg),
               _settings(cfg, "annotator", "model", "weak_model", "seed", "beta"), ("select", "label")),

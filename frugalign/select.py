@@ -110,6 +110,27 @@ def candidates_from_pool(pool: Sequence[PromptItem], embedder: Embedder | None =
                       np.array(centroid, dtype=bool) if emb is not None else None, skipped=skipped)
 
 
+def _row_key(row: tuple) -> str:
+    import json
+
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+
+def embed_pool(pool: Sequence[PromptItem], embedder: Embedder) -> np.ndarray:
+    """Every response of the pool embedded once, in pool order (rows of L2-normalised vectors)."""
+    rows = [(it.prompt, r, it.system) for it in pool for r in it.responses]
+    return _check_embeddings(embedder(rows), len(rows)).astype(np.float32)
+
+
+def precomputed_embedder(pool: Sequence[PromptItem], embeddings: np.ndarray) -> Embedder:
+    """An :data:`Embedder` that looks rows up in :func:`embed_pool`'s output instead of recomputing them."""
+    rows = [(it.prompt, r, it.system) for it in pool for r in it.responses]
+    if len(rows) != len(embeddings):
+        raise DataError(f"embeddings have {len(embeddings)} rows for a pool of {len(rows)} responses")
+    table = {_row_key(row): vec for row, vec in zip(rows, embeddings)}
+    return lambda wanted: np.stack([table[_row_key(r)] for r in wanted])
+
+
 def candidates_from_pairs(pairs: Sequence[PreferencePair], embedder: Embedder | None = None) -> Candidates:
     """Ready pairs; a pair's group is its ``prompt_id`` (or its own id when absent)."""
     pairs = list(pairs)

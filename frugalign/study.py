@@ -4,10 +4,10 @@ Layout of ``output_dir``::
 
     shared/                 a RunDir with the stages every arm shares, run once:
                             prompts (train/test split), pool (N samples per train
-                            prompt), eval_initial (gold-scored test samples of the
-                            initial policy)
+                            prompt), embed (the pool's response embeddings),
+                            eval_initial (gold-scored test samples of the initial policy)
     arms/<arm>/             one RunDir per arm (``<method>-b<budget>-<strategy>-s<seed>``);
-                            its prompts/pool/eval_initial stages *import* the shared
+                            its prompts/pool/embed/eval_initial stages *import* the shared
                             outputs (hard links, else copies), keyed by the shared
                             stage's key, then select → label → annotate → train
                             (→ spa) → eval_trained → evaluate run as in ``frugalign run``
@@ -68,10 +68,10 @@ METHODS = {
     "combined": (dict(annotator="weak-judge", weights="confidence", self_refine_alpha=0.1, strategy="dissimilar"),
                  True, False),
 }
-SHARED_STAGES = ("prompts", "pool", "eval_initial")
+SHARED_STAGES = ("prompts", "pool", "embed", "eval_initial")
 # Settings of the shared stages: a variant must not change them (its arms would not share the pool).
 SHARED_SETTINGS = ("task", "judge", "model", "dtype", "seed", "train_prompts", "test_prompts", "n", "temperature",
-                   "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "precision")
+                   "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "precision", "embedder")
 METHOD_SETTINGS = ("annotator", "weights", "budget", "strategy", "self_refine_alpha")
 GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "variants", "summary", "progress")
 

@@ -206,3 +206,27 @@ def test_cli_select_errors_are_one_line(tmp_path, capsys):
                "strategy=uncertain", "embedder=none"])
     err = capsys.readouterr().err
     assert rc == 2 and "annotations=FILE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_precomputed_embeddings_select_what_the_live_embedder_selects():
+    import numpy as np
+
+    from frugalign.select import candidates_from_pool, embed_pool, precomputed_embedder, select_pairs
+    from frugalign.types import PromptItem
+
+    rng = np.random.default_rng(0)
+    vectors = {}
+
+    def live(rows):  # a deterministic toy embedder: one random unit vector per response text
+        out = []
+        for _, r, _ in rows:
+            v = vectors.setdefault(r, rng.normal(size=8))
+            out.append(v / np.linalg.norm(v))
+        return np.array(out)
+
+    pool = [PromptItem(f"p{i}", f"q{i}", responses=[f"r{i}-{k}" for k in range(4)]) for i in range(5)]
+    stored = embed_pool(pool, live)
+    assert stored.shape == (20, 8) and stored.dtype == np.float32
+    a = select_pairs(candidates_from_pool(pool, live), "dissimilar", 3, per_prompt=2)
+    b = select_pairs(candidates_from_pool(pool, precomputed_embedder(pool, stored)), "dissimilar", 3, per_prompt=2)
+    assert a.chosen == b.chosen and a.rest == b.rest

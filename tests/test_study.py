@@ -31,8 +31,15 @@ def test_expand_arms_grid():
 
 
 def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
-    calls = {"pool": 0, "initial": 0, "train": 0}
+    calls = {"pool": 0, "initial": 0, "train": 0, "embed": 0}
     real_pool, real_eval, real_train = recipe.stage_pool, recipe.stage_eval_generate, recipe.stage_train
+    real_embed = recipe.stage_embed
+
+    def embed(ctx, cfg):
+        calls["embed"] += 1
+        return real_embed(ctx, cfg)
+
+    monkeypatch.setattr(recipe, "stage_embed", embed)
 
     def pool(ctx, cfg):
         calls["pool"] += 1
@@ -63,7 +70,7 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     summary = run_study(cfg, log=logs.append)
 
     # The pool and the initial-policy evaluation ran once for all arms, and arms read the same files.
-    assert calls["pool"] == 1 and calls["initial"] == 1
+    assert calls["pool"] == 1 and calls["initial"] == 1 and calls["embed"] == 1
     study = tmp_path / "study"
     arms = sorted(p.name for p in (study / "arms").iterdir())
     assert arms == ["dpo-100-b1-all-s0", "dpo-seed-b0.5-random-s0", "spa-b0.5-random-s0"]
