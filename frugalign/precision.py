@@ -49,6 +49,22 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+def cpu_description() -> str:
+    """The CPU model, ATen's ISA level and the flags that decide precision and speed (for reports)."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    have = set(line.split(":", 1)[1].split())
+                    flags = [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if x in have]
+    except OSError:
+        model = platform.processor() or platform.machine()
+    return f"{model or platform.machine()}, {torch.get_num_threads()} threads, {cpu_capability()} [{' '.join(flags)}]"
+
+
 def native_bf16(device: str = "cpu") -> bool:
     """True when ``device`` has native bf16 matmuls."""
     if device.startswith("cuda"):

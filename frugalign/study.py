@@ -73,7 +73,7 @@ SHARED_STAGES = ("prompts", "pool", "embed", "eval_initial")
 SHARED_SETTINGS = ("task", "judge", "model", "dtype", "seed", "train_prompts", "test_prompts", "n", "temperature",
                    "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "precision", "embedder")
 METHOD_SETTINGS = ("annotator", "weights", "budget", "strategy", "self_refine_alpha")
-GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "variants", "summary", "progress")
+GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "method_seeds", "variants", "summary", "progress")
 
 
 @dataclass
@@ -90,6 +90,8 @@ class StudyConfig(RunConfig):
     budgets: list = field(default_factory=lambda: [0.3], metadata={"help": "human-label budgets (fraction <= 1 or count)"})
     strategies: list = field(default_factory=lambda: ["random", "dissimilar"], metadata={"help": "selection strategies"})
     seeds: list = field(default_factory=lambda: [0], metadata={"help": "arm seeds (selection, training, sampling)"})
+    method_seeds: dict = field(default_factory=dict, metadata={"help": "method -> its own seeds (e.g. drsow: [0]; "
+                                                                       "a zero-label method needs fewer)"})
     spa_rounds: int = 2
     spa_k: int = 2
     spa_temperature: float = 0.7
@@ -112,6 +114,10 @@ class StudyConfig(RunConfig):
             raise ConfigError(f"budgets must be > 0 (drsow is the zero-label arm), got {self.budgets}")
         if not self.strategies or not self.seeds:
             raise ConfigError("need at least one strategy and one seed")
+        bad = [m for m, v in self.method_seeds.items() if m not in METHODS or not isinstance(v, list) or not v]
+        if bad:
+            raise ConfigError(f"method_seeds: {bad[0]!r} must be a method mapped to a list of seeds")
+        self.method_seeds = {m: [int(x) for x in v] for m, v in self.method_seeds.items()}
         if "spa" in self.methods and (self.spa_rounds < 1 or self.spa_k < 2):
             raise ConfigError("spa needs spa_rounds >= 1 and spa_k >= 2")
         known = {f.name for f in dataclasses.fields(RunConfig)}
@@ -151,9 +157,12 @@ class Arm:
 def expand_arms(cfg: StudyConfig) -> list[Arm]:
     """The grid, without duplicates: methods without a budget/strategy get one arm per seed."""
     arms: list[Arm] = []
+    all_seeds = list(dict.fromkeys([*cfg.seeds, *(s for v in cfg.method_seeds.values() for s in v)]))
     for variant in list(cfg.variants) or [""]:
-        for seed in cfg.seeds:
+        for seed in all_seeds:
             for method in cfg.methods:
+                if seed not in cfg.method_seeds.get(method, cfg.seeds):
+                    continue
                 over, uses_budget, uses_strategy = METHODS[method]
                 budgets = cfg.budgets if uses_budget else [over.get("budget", 1.0)]
                 strategies = cfg.strategies if uses_strategy else [over.get("strategy", "all" if method == "dpo-100" else "none")]
@@ -208,7 +217,8 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
                          generation_batch_size=cfg.gen_batch_size, beta=cfg.beta, self_refine_alpha=study.spa_alpha,
                          finetune=cfg.finetune, lr=cfg.lr, epochs=study.spa_epochs, batch_size=cfg.batch_size,
                          micro_batch_size=cfg.batch_size, precision=cfg.precision, max_length=cfg.max_length,
-                         seed=cfg.seed, progress=cfg.progress)
+                         seed=cfg.seed, progress=cfg.progress,
+                         train={k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lora_layers")})
     result = iterate(icfg)
     if not result.get("final_model"):
         raise ConfigError(f"SPA rounds stopped early in {work}; rerun to resume")
@@ -253,7 +263,8 @@ def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa:
         i = [s.name for s in stages].index("train")
         spa_settings = {k: getattr(study, k) for k in ("spa_rounds", "spa_k", "spa_temperature", "spa_epochs", "spa_alpha")}
         spa_settings.update({k: getattr(cfg, k) for k in ("model", "finetune", "lr", "beta", "batch_size",
-                                                          "max_length", "max_new_tokens", "top_p", "seed")})
+                                                          "max_length", "max_new_tokens", "top_p", "seed",
+                                                          "lora_r", "lora_alpha", "lora_layers")})
         stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings, ("prompts", "select", "train")))
         k = [s.name for s in stages].index("eval_trained")
         orig = stages[k]
@@ -306,14 +317,12 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
 
 
 def _study_meta(cfg: StudyConfig, shared: RunDir | None, fingerprint: str | None) -> dict:
-    import platform
+    from .precision import cpu_description
 
-    from .precision import cpu_capability
-
-    return {"settings": cfg.settings(), "grid": {k: getattr(cfg, k) for k in ("methods", "budgets", "strategies",
-                                                                            "seeds", "variants")},
-            "shared_fingerprint": fingerprint, "cpu": f"{platform.processor() or platform.machine()} "
-                                                      f"({cpu_capability()})",
+    return {"settings": cfg.settings(),
+            "grid": {k: getattr(cfg, k) for k in ("methods", "budgets", "strategies", "seeds", "method_seeds",
+                                                  "variants")},
+            "shared_fingerprint": fingerprint, "cpu": cpu_description(),
             "versions": shared.manifest.get("versions", {}) if shared else {},
             "shared_seconds": round(sum(r.get("seconds", 0) for r in shared.manifest["stages"].values()), 1)
             if shared else None}

@@ -77,6 +77,15 @@ def test_a_summary_made_with_other_settings_or_another_pool_is_refused(tmp_path,
                   log=lambda m: None)
 
 
+def test_method_seeds_give_a_method_its_own_seeds():
+    cfg = StudyConfig(methods=["dpo-100", "drsow"], seeds=[0, 1, 2], method_seeds={"drsow": [0]})
+    cfg.validate()
+    assert [a.name for a in expand_arms(cfg)] == ["dpo-100-b1-all-s0", "drsow-b0-none-s0", "dpo-100-b1-all-s1",
+                                                  "dpo-100-b1-all-s2"]
+    with pytest.raises(ConfigError, match="method_seeds"):
+        StudyConfig(method_seeds={"nope": [0]}).validate()
+
+
 def test_variants_multiply_arms_and_may_not_touch_shared_or_method_settings():
     cfg = StudyConfig(methods=["dpo-100"], seeds=[0, 1], variants={"lr1": {"lr": 1e-4}, "top8": {"lora_layers": 8}})
     cfg.validate()
