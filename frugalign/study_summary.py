@@ -50,6 +50,11 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(_cell_of(r), []).append(r)
+    prompts = {frozenset(r["prompt_win_rates"]) for r in rows}
+    if len(prompts) > 1:  # every arm must be evaluated on the same test prompts, or nothing pairs
+        a, b = sorted(prompts, key=len)[:2]
+        raise ConfigError(f"the study's arms were evaluated on different test prompts ({len(a ^ b)} differ, e.g. "
+                          f"{sorted(a ^ b)[0]!r}): they cannot be compared paired")
     pooled = {name: pool_seeds([r["prompt_win_rates"] for r in members]) for name, members in groups.items()}
     cells, paired = [], []
     for name, members in groups.items():

@@ -113,4 +113,6 @@ def test_analysis_compares_each_cell_with_both_baselines():
                      ("drsow-b0", "dpo-100"): pytest.approx(-0.25)}
     cells = {c["cell"]: c for c in out["cells"]}
     assert cells["cw-dpo-b0.1-random"]["recovered"] == pytest.approx(0.25 / 0.375)
+    with pytest.raises(ConfigError, match="different test prompts"):  # nothing would pair: a one-line error
+        analyse(rows + [row("dpo-seed", 0.1, "random", 1, {"a": 0.5, "z": 0.5})])
     assert "recovered" not in cells["dpo-100"] and cell_name("drsow", 0.0, "none") == "drsow-b0"
