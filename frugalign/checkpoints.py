@@ -1,4 +1,6 @@
-"""Training checkpoints: written atomically, restored exactly (parameters, optimiser, scheduler,
+"""What a training run writes: checkpoints, the metrics log and the final model.
+
+Checkpoints are written atomically and restored exactly (parameters, optimiser, scheduler,
 SPA's margin window, every process's RNG), so a resumed run reproduces the loss curve.
 
 ``checkpoints/step-N`` holds only the trainable tensors (``trainable.safetensors``;
@@ -10,6 +12,7 @@ state file and one RNG file per process; older checkpoints beyond
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -18,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import write_json
+from .data import atomic_path, write_json
 from .errors import ConfigError
+from .models import quiet_weight_io
 
 
 def trainable_tensors(model) -> dict[str, torch.Tensor]:
@@ -73,3 +77,59 @@ def load_checkpoint(run, path: Path) -> int:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
     return int(meta["step"])
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics line; a line cut short by a crash counts as after every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+class MetricsLog:
+    """metrics.jsonl (one line per optimiser step) and the same scalars in TensorBoard; main process only."""
+
+    def __init__(self, cfg, start_step: int, enabled: bool):
+        self.path, self.tb = (Path(cfg.output_dir) / "metrics.jsonl") if enabled else None, None
+        if self.path and self.path.exists():  # a resumed run rewrites the steps after its checkpoint
+            kept = [ln for ln in self.path.read_text().splitlines() if _logged_step(ln) <= start_step]
+            with atomic_path(self.path) as tmp:
+                Path(tmp).write_text("".join(ln + "\n" for ln in kept))
+        if self.path and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(cfg.output_dir) / "tensorboard"), purge_step=start_step + 1)
+
+    def log(self, step: int, metrics: dict) -> None:
+        if self.path:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **metrics}) + "\n")
+        for k, v in metrics.items():
+            if self.tb is not None and isinstance(v, (int, float)):
+                self.tb.add_scalar(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def save_final(run) -> Path:
+    """Save a model plain transformers loads: merged weights (+ the LoRA adapter alone)."""
+    acc, out = run.accelerator, Path(run.cfg.output_dir)
+    final, tmp = out / "final", out / ".final.tmp"
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = run.policy
+        with quiet_weight_io():
+            if run.cfg.finetune == "lora":
+                model.save_pretrained(str(tmp / "adapter"))
+                model = model.merge_and_unload()
+            model.config.use_cache = True
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            run.tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+    return final

@@ -30,7 +30,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 import typing
 from contextlib import nullcontext
@@ -41,12 +40,12 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import MetricsLog, load_checkpoint, save_checkpoint, save_final
 from .data import file_digest, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
-from .models import DEFAULT_MODEL, load_model, quiet_weight_io
+from .models import DEFAULT_MODEL, load_model
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
 from .pipeline import RunLock, config_difference
@@ -426,61 +425,6 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
         write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "identity": run_identity(cfg),
                                                           "world_size": acc.num_processes})
     return run
-
-
-def _logged_step(line: str) -> float:
-    """The step of a metrics line; a line cut short by a crash counts as after every checkpoint."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-
-
-class MetricsLog:
-    """metrics.jsonl (one line per optimiser step) and the same scalars in TensorBoard; main process only."""
-
-    def __init__(self, cfg: TrainConfig, start_step: int, enabled: bool):
-        self.path, self.tb = (Path(cfg.output_dir) / "metrics.jsonl") if enabled else None, None
-        if self.path and self.path.exists():  # a resumed run rewrites the steps after its checkpoint
-            kept = [ln for ln in self.path.read_text().splitlines() if _logged_step(ln) <= start_step]
-            self.path.write_text("".join(ln + "\n" for ln in kept))
-        if self.path and cfg.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(Path(cfg.output_dir) / "tensorboard"), purge_step=start_step + 1)
-
-    def log(self, step: int, metrics: dict) -> None:
-        if self.path:
-            with self.path.open("a") as f:
-                f.write(json.dumps({"step": step, **metrics}) + "\n")
-        for k, v in metrics.items():
-            if self.tb is not None and isinstance(v, (int, float)):
-                self.tb.add_scalar(f"train/{k}", v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def save_final(run: Run) -> Path:
-    """Save a model plain transformers loads: merged weights (+ the LoRA adapter alone)."""
-    acc, out = run.accelerator, Path(run.cfg.output_dir)
-    final, tmp = out / "final", out / ".final.tmp"
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        model = run.policy
-        with quiet_weight_io():
-            if run.cfg.finetune == "lora":
-                model.save_pretrained(str(tmp / "adapter"))
-                model = model.merge_and_unload()
-            model.config.use_cache = True
-            model.save_pretrained(str(tmp), safe_serialization=True)
-            run.tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    acc.wait_for_everyone()
-    return final
 
 
 def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
