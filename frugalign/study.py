@@ -56,7 +56,8 @@ from .errors import ConfigError
 from .faults import kill_point
 from .pipeline import RunDir, RunLock, Stage, StageContext
 from .recipe import RunConfig
-from .study_summary import check_fingerprint, load_rows, shared_fingerprint, summary_document, write_summary
+from .study_summary import (check_fingerprint, load_rows, merged_grid, shared_fingerprint, summary_document,
+                            write_summary)
 
 METHODS = {
     # method: (RunConfig overrides, uses budget, uses strategy)
@@ -348,8 +349,9 @@ def _run_locked(cfg: StudyConfig, log) -> dict:
     fingerprint = shared_fingerprint(shared.path)
     check_fingerprint(path, list(done.values()), fingerprint)
     meta = _study_meta(cfg, shared, fingerprint)
+    meta["grid"] = merged_grid(path, meta["grid"])  # a summary extended by several calls lists all of their grids
     baselines = recipe.initial_baselines(read_pool(shared.stage_dir("eval_initial") / "responses.jsonl"), cfg.task)
-    rows = [done[a.name] for a in arms if a.name in done]
+    rows = list(done.values())  # every arm of the summary stays, also those outside this call's grid
     for n, arm in enumerate(arms, 1):
         if arm.name in done:
             log(f"arm {n}/{len(arms)}: {arm.name} (in {path}, skipped)")
@@ -358,8 +360,8 @@ def _run_locked(cfg: StudyConfig, log) -> dict:
         rows.append(run_arm(cfg, arm, shared, log))
         write_summary(path, summary_document(meta, rows, baselines, seed=cfg.seed))  # after every arm
         kill_point(f"study:arm:{arm.name}:done")
-    order = {a.name: i for i, a in enumerate(arms)}
-    rows = sorted(rows, key=lambda r: order.get(r["arm"], len(order)))
+    order = {name: i for i, name in enumerate(dict.fromkeys([*done, *(a.name for a in arms)]))}
+    rows = sorted(rows, key=lambda r: order[r["arm"]])
     document = summary_document(meta, rows, baselines, seed=cfg.seed)
     write_summary(path, document)
     curve = label_efficiency_curve_png(document["cells"], out / "curve.png", total_labels=cfg.candidate_pairs())

@@ -117,6 +117,20 @@ def load_rows(path: str | Path, meta: dict) -> list[dict]:
     return doc["arms"]
 
 
+def merged_grid(path: str | Path, grid: dict) -> dict:
+    """This call's grid joined with the grid an existing summary at ``path`` recorded (lists: union in order)."""
+    p = Path(path)
+    old = json.loads(p.read_text(encoding="utf-8")).get("study", {}).get("grid", {}) if p.exists() else {}
+    out = {}
+    for key in dict.fromkeys([*old, *grid]):
+        a, b = old.get(key), grid.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            out[key] = {**(a or {}), **(b or {})}
+        else:
+            out[key] = list(dict.fromkeys([*(a or []), *(b or [])]))
+    return out
+
+
 def check_fingerprint(path: str | Path, rows: list[dict], fingerprint: str) -> None:
     """Arms carried over from a summary must have been evaluated against this very shared pool."""
     if not rows:

@@ -142,6 +142,41 @@ def test_study_and_spa_rounds_killed_between_and_inside_resume(tmp_path, tiny_di
     assert clean(sa["arms"]) == clean(sb["arms"]) and sa["cells"] == sb["cells"] and sa["paired"] == sb["paired"]
 
 
+def test_iterate_killed_between_and_inside_rounds_resumes(tmp_path, tiny_tokenizer, capsys):
+    from conftest import build_model
+
+    for name, seed in (("init", 0), ("seed", 1)):
+        build_model(tiny_tokenizer, seed=seed).save_pretrained(tmp_path / name)
+        tiny_tokenizer.save_pretrained(tmp_path / name)
+    questions = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.", "Say hi.",
+                 "Name a colour.", "Count to three."]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "prompt": q}) + "\n"
+                                                    for i, q in enumerate(questions)))
+
+    (tmp_path / "iterate.yaml").write_text("train: {threads: 1, tensorboard: false, save_every: 1}\n")
+
+    def args(out: str) -> list[str]:
+        return ["iterate", str(tmp_path / "iterate.yaml"), f"prompts={tmp_path / 'prompts.jsonl'}",
+                f"policy={tmp_path / 'seed'}", f"init_model={tmp_path / 'init'}", f"output_dir={tmp_path / out}",
+                "rounds=2", "k=3", "temperature=1.0", "max_new_tokens=6", "batch_size=2", "micro_batch_size=2",
+                "lr=1e-3", "precision=float32", "progress=false"]
+
+    ref = frugalign(args("ref"), tmp_path)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    points = ["iterate:round-1:sampled", "write:annotations.jsonl", "iterate:round-1:judged",
+              "train:checkpoint:1",  # inside round 1's training
+              "iterate:round-1:done", "iterate:round-2:judged"]
+    t0 = time.time()
+    run_chain(lambda: args("spa"), tmp_path, points)
+    with capsys.disabled():
+        print(f"\n[crash safety] iterate rounds: {len(points)} kill points, {time.time() - t0:.0f} s")
+    for r in ("round-1", "round-2"):
+        for name in ("pool.jsonl", "judged_pairs.jsonl", "annotations.jsonl", "pairs.jsonl"):
+            assert (tmp_path / "ref" / r / name).read_bytes() == (tmp_path / "spa" / r / name).read_bytes(), (r, name)
+    same_weights(tmp_path / "ref" / "round-2" / "train" / "final" / "model.safetensors",
+                 tmp_path / "spa" / "round-2" / "train" / "final" / "model.safetensors")
+
+
 def test_label_server_killed_while_writing_a_label_keeps_the_file_whole(tmp_path):
     import urllib.request
 

@@ -57,6 +57,12 @@ def test_summary_schema_paired_comparisons_and_resume(tmp_path, tiny_dir):
     assert ran == ["dpo-100-b1-all-s2", "dpo-seed-b0.5-random-s2"]
     assert {c["cell"]: c["seeds"] for c in grown["cells"]}["dpo-100"] == [0, 1, 2]
 
+    # ... and by another grid (one method, another budget): the earlier arms stay in the summary
+    extended = run_study(tiny_study(tmp_path, tiny_dir, "fresh", summary=str(committed), methods=["dpo-seed"],
+                                    budgets=[1.0], seeds=[0]), log=lambda m: None)
+    assert len(extended["arms"]) == 7 and extended["study"]["grid"]["budgets"] == [0.5, 1.0]
+    assert {"dpo-100", "dpo-seed-b0.5-random", "dpo-seed-b1-random"} == {c["cell"] for c in extended["cells"]}
+
 
 def test_a_summary_made_with_other_settings_or_another_pool_is_refused(tmp_path, tiny_dir):
     cfg = tiny_study(tmp_path, tiny_dir, methods=["dpo-100"], seeds=[0])
