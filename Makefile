@@ -12,7 +12,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/frugalign demo
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs --durations=12
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not integration"

@@ -85,6 +85,17 @@ class RunConfig:
             raise ConfigError(f"pairs_per_prompt={self.pairs_per_prompt}: expected 1 .. {most} (every pair of n={self.n})")
         check_precision(self.precision)
 
+    def describe(self) -> str:
+        """The recipe in one line, for the printed table: selection, annotator, weights, smoothing."""
+        bought = self.human_budget()
+        labels = ("every pair gold-labelled" if self.annotator == "gold" else
+                  f"{bought} human labels on {self.strategy} pairs" if bought else "no human labels")
+        if self.annotator not in ("none", "gold"):
+            labels += f", {self.annotator} labels {'the rest' if bought else 'every pair'} (weights {self.weights})"
+        if self.self_refine_alpha:
+            labels += f", self-refine α {self.self_refine_alpha}"
+        return f"{labels}; {'LoRA' if self.finetune == 'lora' else self.finetune} {self.loss.upper()}"
+
     def candidate_pairs(self) -> int:
         return self.train_prompts * self.pairs_per_prompt
 
@@ -366,4 +377,5 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
             run.run(stage, log=log)
     result = dict(run.summary("evaluate"))
     result.update({k: v for k, v in run.summary("annotate").items() if k != "annotated"})
+    result["recipe"] = cfg.describe()
     return result

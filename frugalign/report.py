@@ -10,6 +10,7 @@ from pathlib import Path
 from .data import atomic_path
 
 ROWS = [
+    ("recipe", "recipe", "{}"),
     ("human_labels", "human labels used", "{:.0f}"),
     ("agreement_with_gold", "annotator agreement with gold (non-tied pairs)", "{:.3f}"),
     ("kappa", "annotator Cohen's kappa vs gold", "{:.3f}"),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from frugalign.recipe import RunConfig, run_recipe
-from frugalign.report import write_run_report
+from frugalign.report import results_table_text, write_run_report
 
 
 def tiny_cfg(tmp_path, tiny_dir, **kw):
@@ -59,6 +59,20 @@ def test_recipe_end_to_end_and_resume(tmp_path, tiny_dir, monkeypatch):
     report = write_run_report(tmp_path / "run", result)
     text = report.read_text()
     assert "gold win rate" in text and "human labels used" in text and "<table>" in text
+    assert result["recipe"] in text and results_table_text(result).startswith("recipe ")
+
+
+@pytest.mark.parametrize("settings, line", [
+    (dict(annotator="gold"), "every pair gold-labelled; LoRA DPO"),
+    (dict(annotator="none", budget=0.1), "20 human labels on dissimilar pairs; LoRA DPO"),
+    (dict(annotator="density-ratio", budget=0.0, strategy="random"),
+     "no human labels, density-ratio labels every pair (weights none); LoRA DPO"),
+    (dict(annotator="weak-judge", weights="confidence", budget=0.1, self_refine_alpha=0.1),
+     "20 human labels on dissimilar pairs, weak-judge labels the rest (weights confidence), self-refine α 0.1; LoRA DPO"),
+])
+def test_the_printed_table_names_the_recipe_and_its_human_labels(settings, line):
+    cfg = RunConfig(train_prompts=200, weights=settings.pop("weights", "none"), **settings)
+    assert cfg.describe() == line
 
 
 def test_budget_counts_labelled_pairs_and_ties_are_paid_for(tmp_path, tiny_dir):
