@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -34,15 +33,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import train_speed  # noqa: E402  (make_rows: exact token budgets)
 
 PROMPT_TOKENS, RESPONSE_TOKENS, PAIRS, BATCH = 40, 90, 32, 8
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.processor()
-    keep = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")]
-    return " ".join(keep)
 
 
 def time_setting(model, tok, rows_file: str, setting: str, precision: str, epochs: int, out: str) -> dict:
@@ -80,6 +70,7 @@ def main() -> None:
 
     from frugalign.data import write_records
     from frugalign.models import load_model
+    from frugalign.precision import cpu_description
 
     train_speed.PROMPT_TOKENS, train_speed.RESPONSE_TOKENS = PROMPT_TOKENS, RESPONSE_TOKENS
     model, tok = load_model(args.model)
@@ -88,7 +79,7 @@ def main() -> None:
     write_records(rows_file, train_speed.make_rows(tok, PAIRS))
     print(f"{PAIRS} pairs (prompt ≈ {PROMPT_TOKENS}, responses ≈ {RESPONSE_TOKENS} tokens), batch {BATCH}, "
           f"{args.epochs} epochs; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"CPU {torch.backends.cpu.get_cpu_capability()} [{cpu_flags()}]")
+          f"CPU {cpu_description()}")
     print(f"{'setting':<9} {'precision':<9} {'trunk':>5} {'ref s/pair':>10} {'epoch 1':>8} {'later':>8} "
           f"{'run s/pair-epoch':>16} {'× all':>6}")
     for precision in args.precisions.split(","):

@@ -49,20 +49,23 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def cpu_description() -> str:
-    """The CPU model, ATen's ISA level and the flags that decide precision and speed (for reports)."""
-    model, flags = "", []
+def _cpuinfo() -> tuple[str, list[str]]:
+    """The CPU's model name and the flags that decide precision and speed, from /proc/cpuinfo."""
+    model, flags = platform.processor() or platform.machine(), []
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not model:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    have = set(line.split(":", 1)[1].split())
-                    flags = [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if x in have]
+            lines = f.read().splitlines()
     except OSError:
-        model = platform.processor() or platform.machine()
-    return f"{model or platform.machine()}, {torch.get_num_threads()} threads, {cpu_capability()} [{' '.join(flags)}]"
+        return model, flags
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), model)
+    have = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    return model, [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if x in have]
+
+
+def cpu_description() -> str:
+    """The CPU model, ATen's ISA level and the flags that decide precision and speed (for reports)."""
+    model, flags = _cpuinfo()
+    return f"{model}, {torch.get_num_threads()} threads, {cpu_capability()} [{' '.join(flags)}]"
 
 
 def native_bf16(device: str = "cpu") -> bool:
@@ -76,13 +79,7 @@ def native_bf16(device: str = "cpu") -> bool:
 
 
 def _cpu_key() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model}|{cpu_capability()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    return f"{_cpuinfo()[0]}|{cpu_capability()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
 
 
 def measure_bf16_speedup(size: int = 512, repeats: int = 8) -> float:
