@@ -19,3 +19,9 @@ test-fast: setup
 
 bench-scorer: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/scorer.py
+
+# make lock  — re-resolve to the newest releases pyproject.toml allows (torch stays 2.13.0), run the
+#              test suite against them in a temporary venv, and only if it passes rewrite constraints.txt
+.PHONY: lock
+lock:
+	scripts/refresh-lock.sh

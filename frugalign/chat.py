@@ -10,25 +10,11 @@ models, base models) fall back to plain concatenation.
 from __future__ import annotations
 
 from .errors import DataError
-from .types import Message, Prompt
+from .types import Prompt, to_messages, with_system  # noqa: F401  (re-exported: chat formatting lives here)
 
 # End-of-turn markers used by common chat templates; generation stops at them
 # and scoring counts the first one after a response (the choice to stop).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
-
-
-def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
-    """Chat messages for ``prompt``, with ``system`` inserted or replacing an existing one."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    return with_system(messages, system)
-
-
-def with_system(messages: list[Message], system: str | None) -> list[Message]:
-    """Insert ``system`` as the first message, replacing any system message already there."""
-    if system is None:
-        return list(messages)
-    rest = [m for m in messages if m["role"] != "system"]
-    return [{"role": "system", "content": system}] + rest
 
 
 def has_template(tokenizer) -> bool:

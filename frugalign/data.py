@@ -5,8 +5,13 @@ Formats, chosen by the path:
 * ``*.jsonl`` — one JSON object per line (errors name ``file:line``);
 * ``*.json`` — a list of objects;
 * ``*.parquet`` — via pyarrow (errors name ``file:row N``);
-* a directory written by ``datasets.Dataset.save_to_disk``;
-* ``hf://OWNER/NAME[:split]`` — a Hugging Face hub dataset (online only).
+* a directory written by ``save_to_disk`` (``DIR[:split]``; default split ``train`` or the first);
+* ``hf://OWNER/NAME[:split]`` — a Hugging Face hub dataset (online only);
+* any of them with ``?FIELD=COLUMN&…`` to read a field from another column.
+
+Pairs and training tables may be in any of TRL's four preference layouts
+(:mod:`frugalign.formats`); records without ``id`` get a content hash
+(:func:`frugalign.types.content_id`).
 
 Writes go to a temporary file in the target directory and are renamed into
 place, so a crash or a validation error never leaves a half-written output.
@@ -22,6 +27,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from .errors import DataError
 from .faults import kill_point
+from .formats import check_same_layout, normalize_preference, record_layout, to_layout
 from .types import Annotation, PreferencePair, PromptItem, TrainingRow
 from .weights import pair_weight
 
@@ -48,11 +54,48 @@ def cache_dir() -> Path:
 
 # ---------------------------------------------------------------- raw records
 def read_records(path: str | os.PathLike) -> list[tuple[str, dict]]:
-    """Read raw records as ``(where, record)`` tuples; ``where`` names file and row."""
-    spec = str(path)
+    """Read raw records as ``(where, record)`` tuples; ``where`` names file and row.
+
+    A ``?FIELD=COLUMN[&FIELD=COLUMN…]`` suffix copies a source column into the field
+    frugalign reads (``data.jsonl?prompt=question&id=prompt_id``), for any file kind.
+    """
+    spec, columns = split_column_map(str(path))
+    records = _read_source(spec)
+    if columns:
+        records = [(where, map_columns(rec, columns, where)) for where, rec in records]
+    return records
+
+
+def split_column_map(spec: str) -> tuple[str, dict[str, str]]:
+    """``PATH?field=column&…`` -> (PATH, {field: column}); a file whose name has ``?`` is read as named."""
+    if "?" not in spec or Path(spec).exists():
+        return spec, {}
+    base, _, query = spec.rpartition("?")
+    columns = {}
+    for part in query.split("&"):
+        field_name, eq, column = part.partition("=")
+        if not eq or not field_name or not column:
+            raise DataError(f"{spec}: column map {part!r}: expected FIELD=COLUMN (e.g. ?prompt=question)")
+        columns[field_name] = column
+    return base, columns
+
+
+def map_columns(rec: dict, columns: dict[str, str], where: str) -> dict:
+    out = dict(rec)
+    for field_name, column in columns.items():
+        if column not in rec:
+            raise DataError(f"{where}: field '{column}': missing (mapped to '{field_name}')")
+        out[field_name] = rec[column]
+    return out
+
+
+def _read_source(spec: str) -> list[tuple[str, dict]]:
     if spec.startswith(HUB_PREFIX):
         return _read_hub(spec)
     p = Path(spec)
+    base, colon, split = spec.rpartition(":")
+    if not p.exists() and colon and Path(base).is_dir():
+        return _read_saved_dataset(Path(base), split)  # DIR:SPLIT, as hf://NAME:SPLIT
     if not p.exists():
         raise DataError(f"{spec}: no such file or directory")
     if p.is_dir():
@@ -67,26 +110,38 @@ def read_records(path: str | os.PathLike) -> list[tuple[str, dict]]:
     raise DataError(f"{spec}: unknown file type '{suffix}' (use .jsonl, .json, .parquet or a dataset dir)")
 
 
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # a leading byte-order mark (spreadsheet exports) is not data
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                        "save the file as UTF-8") from None
+
+
 def _read_jsonl(p: Path) -> list[tuple[str, dict]]:
     out = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            out.append((where, rec))
+    lines = p.read_bytes().splitlines()
+    for lineno, raw in enumerate(lines, 1):
+        where = f"{p}:{lineno}"
+        line = _decode(raw, where)
+        if not line.strip():
+            continue
+        if not out and line.lstrip().startswith("["):
+            raise DataError(f"{where}: a JSON array, but .jsonl needs one JSON object per line "
+                            "(name the file .json, or write one object per line)")
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        out.append((where, rec))
     return out
 
 
 def _read_json(p: Path) -> list[tuple[str, dict]]:
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(_decode(p.read_bytes(), str(p)))
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg})") from None
     if not isinstance(data, list):
@@ -138,7 +193,7 @@ def _from_parquet(rec: dict, where: str) -> dict:
     return rec
 
 
-def _read_saved_dataset(p: Path) -> list[tuple[str, dict]]:
+def _read_saved_dataset(p: Path, split: str | None = None) -> list[tuple[str, dict]]:
     import datasets
 
     try:
@@ -146,7 +201,11 @@ def _read_saved_dataset(p: Path) -> list[tuple[str, dict]]:
     except Exception as e:
         raise DataError(f"{p}: not a saved Hugging Face dataset ({e})") from None
     if isinstance(ds, datasets.DatasetDict):
-        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        if split is not None and split not in ds:
+            raise DataError(f"{p}: no split {split!r} (splits: {', '.join(ds)})")
+        ds = ds[split] if split else ds["train"] if "train" in ds else next(iter(ds.values()))
+    elif split:
+        raise DataError(f"{p}: a single dataset has no split {split!r}")
     return [(f"{p}: row {i + 1}", _plain(r)) for i, r in enumerate(ds)]
 
 
@@ -169,9 +228,49 @@ def _plain(rec: dict) -> dict:
 
 
 # ---------------------------------------------------------------- typed readers
-def _read_typed(path, parse: Callable[..., T], id_field: str | None) -> list[T]:
-    items, seen = [], {}
-    for where, rec in read_records(path):
+class Table(list):
+    """A list of records that remembers the TRL layout of the file it came from (None: frugalign's own)."""
+
+    layout: str | None = None
+
+
+def read_preference_records(path, records: list[tuple[str, dict]] | None = None) -> Table:
+    """Raw records (of ``path``, or ``records`` already read from it) with TRL's layouts
+    normalised (:func:`frugalign.formats.normalize_preference`).
+
+    Every record of a file must have the same layout; the table's ``layout`` is it.
+    """
+    table, first = Table(), None
+    for where, rec in read_records(path) if records is None else records:
+        layout = record_layout(rec)
+        check_same_layout(layout, first, where)
+        first = first or (where, layout)
+        table.append((where, normalize_preference(rec, where)))
+    table.layout = first[1] if first else None
+    return table
+
+
+# Numeric columns of preference datasets kept with a pair read from them (a gold signal:
+# UltraFeedback's ratings of chosen and rejected; `frugalign label gold judge=scores` reads them).
+SCORE_COLUMNS = ("score_chosen", "score_rejected")
+
+
+def _as_pair(rec: dict) -> dict:
+    """A normalised preference record as a pair: chosen is A, rejected is B."""
+    if "chosen" not in rec:
+        return rec
+    out = {k: v for k, v in rec.items() if k not in ("chosen", "rejected") + SCORE_COLUMNS}
+    out["response_a"], out["response_b"] = rec["chosen"], rec["rejected"]
+    scores = {k: rec[k] for k in SCORE_COLUMNS if k in rec}
+    if scores and isinstance(out.get("meta", {}), dict):
+        out["meta"] = {**out.get("meta", {}), **scores}
+    return out
+
+
+def _read_typed(records, path, parse: Callable[..., T], id_field: str | None) -> Table:
+    items, seen = Table(), {}
+    items.layout = getattr(records, "layout", None)
+    for where, rec in records:
         item = parse(rec, where)
         if id_field is not None:
             key = getattr(item, id_field)
@@ -185,20 +284,38 @@ def _read_typed(path, parse: Callable[..., T], id_field: str | None) -> list[T]:
     return items
 
 
-def read_pool(path) -> list[PromptItem]:
-    return _read_typed(path, PromptItem.from_record, "id")
+def read_pool(path) -> Table:
+    """Prompts (and candidate responses); a record without ``id`` gets :func:`~frugalign.types.content_id`."""
+    return _read_typed(read_records(path), path, PromptItem.from_record, "id")
 
 
-def read_pairs(path) -> list[PreferencePair]:
-    return _read_typed(path, PreferencePair.from_record, "id")
+def read_pairs(path, records: list[tuple[str, dict]] | None = None) -> Table:
+    """frugalign pairs (response_a/response_b) or TRL preference data in any layout (chosen as A)."""
+    records = read_preference_records(path, records)
+    pairs = Table((where, _as_pair(rec)) for where, rec in records)
+    pairs.layout = records.layout
+    return _read_typed(pairs, path, PreferencePair.from_record, "id")
 
 
-def read_annotations(path) -> list[Annotation]:
-    return _read_typed(path, Annotation.from_record, "pair_id")
+def read_pool_or_pairs(path) -> tuple[str, Table]:
+    """``("pool", items)`` when the records have ``responses``, else ``("pairs", pairs)`` in any pair layout."""
+    records = read_records(path)
+    if not records:
+        raise DataError(f"{path}: no records")
+    if "responses" in records[0][1]:
+        return "pool", _read_typed(records, path, PromptItem.from_record, "id")
+    return "pairs", read_pairs(path, records)
 
 
-def read_training(path) -> list[TrainingRow]:
-    return _read_typed(path, TrainingRow.from_record, "id")
+def read_annotations(path) -> Table:
+    return _read_typed(read_records(path), path, Annotation.from_record, "pair_id")
+
+
+def read_training(path, records: list[tuple[str, dict]] | None = None) -> Table:
+    """A training table in any TRL layout, with frugalign's optional per-pair columns
+    (``records``: normalised records already read from ``path``)."""
+    records = read_preference_records(path) if records is None else records
+    return _read_typed(records, path, TrainingRow.from_record, "id")
 
 
 # ---------------------------------------------------------------- writers
@@ -206,10 +323,15 @@ def _records(items: Iterable[Any]) -> list[dict]:
     return [it.to_record() if hasattr(it, "to_record") else dict(it) for it in items]
 
 
-def write_records(path: str | os.PathLike, items: Sequence[Any]) -> Path:
-    """Write records atomically; the format follows the suffix (.jsonl, .json, .parquet)."""
+def write_records(path: str | os.PathLike, items: Sequence[Any], layout: str | None = None) -> Path:
+    """Write records atomically; the format follows the suffix (.jsonl, .json, .parquet).
+
+    ``layout`` writes pairs or training rows in one of TRL's layouts (:mod:`frugalign.formats`).
+    """
     p = Path(path)
     records = _records(items)
+    if layout is not None:
+        records = [to_layout(r, layout, f"{p}: record {i + 1}") for i, r in enumerate(records)]
     suffix = p.suffix.lower()
     if suffix not in (".jsonl", ".json", ".parquet"):
         raise DataError(f"{p}: unknown output type '{suffix}' (use .jsonl, .json or .parquet)")

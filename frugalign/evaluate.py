@@ -109,10 +109,10 @@ def evaluate_annotations(annotations: Sequence[Annotation], references: Sequence
 # ---------------------------------------------------------------- RewardBench
 def read_rewardbench(path) -> list[dict]:
     """Rows with prompt, chosen, rejected, subset (and optional id), validated."""
-    from .data import read_records
+    from .data import read_preference_records
 
     rows, seen = [], set()
-    for i, (where, rec) in enumerate(read_records(path)):
+    for i, (where, rec) in enumerate(read_preference_records(path)):
         row = {"id": id_field(rec, "id", where) if rec.get("id") is not None else str(i),
                "prompt": validate_prompt(rec.get("prompt"), where),
                "chosen": str_field(rec, "chosen", where), "rejected": str_field(rec, "rejected", where),

@@ -20,6 +20,8 @@ response's character span (from the rendered chat template) to tokens.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -272,7 +274,7 @@ class LogProbScorer:
                 ids[g, :p] = torch.tensor(encoded[members[0]].ids[:p])
                 prefix_mask[g, :p] = 1
             out = body(input_ids=ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True)
-            cache = out.past_key_values
+            cache = output_cache(out)
             idx = torch.tensor(group_of_row, device=device)
             cache.reorder_cache(idx)  # one prefix copy per response row
             lens = torch.tensor(prefix_lens, device=device)
@@ -288,7 +290,7 @@ class LogProbScorer:
         position_ids = (starts[:, None] + torch.arange(s_max)[None, :]).to(device)
         full_mask = mask.to(device) if prefix_mask is None else torch.cat([prefix_mask, mask.to(device)], 1)
         out = body(input_ids=ids.to(device), attention_mask=full_mask, position_ids=position_ids,
-                   past_key_values=cache, use_cache=cache is not None)
+                   **{cache_kwarg(body): cache}, use_cache=cache is not None)
         self.stats.tokens_forward += len(rows) * s_max
         h = out.last_hidden_state
         first = last_prefix[:, None, :] if last_prefix is not None else torch.zeros_like(h[:, :1])
@@ -325,6 +327,29 @@ def decoder_of(model):
     """The transformer body (no LM head) of a causal LM, PEFT-wrapped or not."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder() if hasattr(base, "get_decoder") else base.model
+
+
+def cache_kwarg(body) -> str:
+    """The keyword a decoder's ``forward`` takes its KV cache by.
+
+    transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name
+    warns, and goes in 5.40); older releases know only ``past_key_values``.
+    """
+    return _cache_kwarg_of(type(body))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg_of(cls) -> str:
+    try:
+        params = inspect.signature(cls.forward).parameters  # follows the deprecation wrapper
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache a forward with ``use_cache=True`` returned (``out.cache``; ``past_key_values`` before 5.x)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def lm_logits(model, h: torch.Tensor) -> torch.Tensor:

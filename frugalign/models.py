@@ -303,3 +303,15 @@ def _first_line(e: Exception) -> str:
 def model_identity(model) -> str:
     """A stable name for caches: the spec it was loaded from, or its config path."""
     return getattr(model, "name_or_spec", None) or getattr(model.config, "_name_or_path", "") or "model"
+
+
+def add_lora(model, lora_config):
+    """peft's ``get_peft_model``, without the FutureWarning peft 0.21 raises by reading the
+    renamed ``is_gradient_checkpointing`` (frugalign's own calls use transformers 5's names)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, lora_config)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import read_records
+from .data import read_preference_records, read_training
 from .errors import DataError
 from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits, token_logprobs
 from .types import TrainingRow
@@ -65,9 +65,9 @@ def pack_pair(ec, er) -> tuple[list[int], list[int], int, int, tuple, tuple]:
 
 def read_table(path: str, weights: str = "column") -> tuple[list[TrainingRow], list[tuple[float, float] | None]]:
     """Validated training rows plus any stored reference log-probs (both columns, finite)."""
-    rows, refs = [], []
-    for where, rec in read_records(path):
-        row = TrainingRow.from_record(rec, where)
+    records = read_preference_records(path)
+    rows, refs = read_training(path, records), []
+    for (where, rec), row in zip(records, rows):
         if weights == "confidence":
             pair_weight(row.confidence, row.source, weights, where)  # a missing confidence fails here, with its row
         ref = None
@@ -76,11 +76,8 @@ def read_table(path: str, weights: str = "column") -> tuple[list[TrainingRow], l
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
                 raise DataError(f"{where}: fields {REF_COLUMNS}: must be finite numbers, got {values}")
             ref = (float(values[0]), float(values[1]))
-        rows.append(row)
         refs.append(ref)
-    if not rows:
-        raise DataError(f"{path}: no records")
-    return rows, refs
+    return list(rows), refs
 
 
 def build_examples(rows, tokenizer, policy, *, weights: str = "column", smoothing: float | None = None,

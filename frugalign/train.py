@@ -45,7 +45,7 @@ from .data import file_digest, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, add_lora, load_model
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
 from .pipeline import RunLock, config_difference
@@ -159,9 +159,9 @@ def prepare_model(cfg: TrainConfig, model):
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if cfg.finetune == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        model = add_lora(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                  target_modules=lora_targets(model, cfg.lora_target, cfg.lora_layers),
                                                  task_type="CAUSAL_LM"))
     model.train()

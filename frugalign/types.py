@@ -11,6 +11,7 @@ Four tables flow through frugalign:
   per-pair ``weight`` and ``label_smoothing``, so a file we write trains in
   TRL unchanged (TRL ignores the extra columns) and in our own loop with them.
 
+Ids are optional: a record without one gets :func:`content_id` of its content.
 Each record has ``from_record(dict, where)`` that validates types and raises a
 :class:`~frugalign.errors.DataError` naming ``where`` (``file:line``) and the
 field, and ``to_record()`` that gives back a plain JSON-able dict.
@@ -119,6 +120,40 @@ def prompt_text(prompt: Prompt) -> str:
     return users[-1] if users else prompt[-1]["content"]
 
 
+def to_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
+    """Chat messages for ``prompt``, with ``system`` inserted or replacing an existing one."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    return with_system(messages, system)
+
+
+def with_system(messages: list[Message], system: str | None) -> list[Message]:
+    """Insert ``system`` as the first message, replacing any system message already there."""
+    if system is None:
+        return list(messages)
+    rest = [m for m in messages if m["role"] != "system"]
+    return [{"role": "system", "content": system}] + rest
+
+
+def content_id(prompt: Prompt, system: str | None, *texts: str) -> str:
+    """A stable id for a record that has none: the first 16 hex digits of the SHA-256 of
+    ``json.dumps([messages, *texts], ensure_ascii=False, sort_keys=True, separators=(",", ":"))``
+    in UTF-8, where ``messages`` is the prompt as chat messages with the system prompt first.
+
+    The same content gets the same id on every machine and in every layout (a string prompt
+    and a one-message user prompt are the same), so labels can be merged back.
+    """
+    import hashlib
+    import json
+
+    doc = json.dumps([to_messages(prompt, system), *texts], ensure_ascii=False, sort_keys=True,
+                     separators=(",", ":"))
+    return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:16]
+
+
+def _id_or_content(rec: dict, where: str, prompt: Prompt, system: str | None, *texts: str) -> str:
+    return id_field(rec, "id", where) if rec.get("id") is not None else content_id(prompt, system, *texts)
+
+
 # ---------------------------------------------------------------- records
 @dataclass
 class PromptItem:
@@ -141,10 +176,12 @@ class PromptItem:
                 raise _fail(where, f"responses[{i}]", f"expected a string, got {type(r).__name__}")
             if not r.strip():
                 raise _fail(where, f"responses[{i}]", "is empty")
+        prompt = validate_prompt(_req(rec, "prompt", where), where)
+        system = str_field(rec, "system", where, required=False)
         return cls(
-            id=id_field(rec, "id", where),
-            prompt=validate_prompt(_req(rec, "prompt", where), where),
-            system=str_field(rec, "system", where, required=False),
+            id=_id_or_content(rec, where, prompt, system),
+            prompt=prompt,
+            system=system,
             domain=str_field(rec, "domain", where, required=False),
             responses=list(responses),
             meta=_dict(rec, "meta", where),
@@ -169,12 +206,15 @@ class PreferencePair:
 
     @classmethod
     def from_record(cls, rec: dict, where: str = "<record>") -> "PreferencePair":
+        prompt = validate_prompt(_req(rec, "prompt", where), where)
+        system = str_field(rec, "system", where, required=False)
+        response_a, response_b = str_field(rec, "response_a", where), str_field(rec, "response_b", where)
         return cls(
-            id=id_field(rec, "id", where),
-            prompt=validate_prompt(_req(rec, "prompt", where), where),
-            response_a=str_field(rec, "response_a", where),
-            response_b=str_field(rec, "response_b", where),
-            system=str_field(rec, "system", where, required=False),
+            id=_id_or_content(rec, where, prompt, system, response_a, response_b),
+            prompt=prompt,
+            response_a=response_a,
+            response_b=response_b,
+            system=system,
             domain=str_field(rec, "domain", where, required=False),
             prompt_id=None if rec.get("prompt_id") is None else id_field(rec, "prompt_id", where),
             meta=_dict(rec, "meta", where),

@@ -123,3 +123,13 @@ def launch_two_processes(args: list[str], cwd, *, attempts: int = 3):
         if proc.returncode == 0 or not aborted:
             break
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny ChatML model saved to disk, for commands that load a model by path."""
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tok = build_tokenizer()
+    build_model(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)

@@ -51,7 +51,6 @@ def test_malformed_jsonl_names_line(tmp_path):
 
 
 @pytest.mark.parametrize("record,field", [
-    ({"prompt": "hi"}, "'id': missing"),
     ({"id": "a", "prompt": 5}, "'prompt'"),
     ({"id": "a", "prompt": "hi", "responses": ["ok", "  "]}, r"'responses\[1\]': is empty"),
     ({"id": "a", "prompt": [{"role": "robot", "content": "x"}]}, r"'prompt\[0\]\.role'"),

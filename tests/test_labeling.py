@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from frugalign.data import read_annotations, write_records
 from frugalign.errors import ConfigError, DataError
 from frugalign.labeling.export import LabelRecord, make_batch, read_batch, read_labels, write_batch, write_labels
 from frugalign.labeling.gold import LengthJudge, gold_annotate_batch, gold_annotate_pairs, load_judge
+from frugalign.labeling.label_studio import read_export, task_for
 from frugalign.labeling.merge import agreement, import_labels, labels_to_votes, votes_to_annotations
 from frugalign.labeling.server import LabelStore, make_server
 from frugalign.types import PreferencePair
@@ -219,3 +221,94 @@ def test_server_refuses_labels_of_another_batch(batch_files, tmp_path):
     write_labels(tmp_path / "other.jsonl", [LabelRecord("zz:0-1", "A")])
     with pytest.raises(DataError, match="unknown pair id 'zz:0-1'"):
         LabelStore(key, tmp_path / "other.jsonl")
+
+
+# ---------------------------------------------------------------- Label Studio files (no server)
+# tests/test_label_studio_server.py runs the same round trip against a real Label Studio.
+def _ls_export(items, labels: dict, user=7) -> list[dict]:
+    """A Label Studio JSON export as its API returns one: tasks from our writer, plus annotations."""
+    tasks = []
+    for n, it in enumerate(items):
+        task = {"id": 100 + n, **task_for(it), "annotations": [], "drafts": [], "predictions": []}
+        if it.pair_id in labels:
+            label = labels[it.pair_id]
+            result = [{"from_name": "preferred", "to_name": "prompt", "type": "choices",
+                       "value": {"choices": [label]}}] if label != "skip" else []
+            result += [{"from_name": "comment", "to_name": "prompt", "type": "textarea",
+                        "value": {"text": ["why not"]}}] if label == "tie" else []
+            task["annotations"].append({"id": n, "completed_by": user, "result": result,
+                                        "was_cancelled": label == "skip", "updated_at": "2026-01-02T03:04:05Z"})
+        tasks.append(task)
+    return tasks
+
+
+def test_label_studio_files_hide_the_key_and_render_chat(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    chat = PreferencePair("c:0-1", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
+                                    {"role": "user", "content": "Why?"}], "original A", "original B", system="Sys")
+    items = make_batch(make_pairs(3) + [chat], "ls", seed=3)
+    assert main(["label", "export", str(tmp_path / "pairs.jsonl"), f"output={tmp_path / 'x'}"]) == 2  # no pairs yet
+    write_records(tmp_path / "pairs.jsonl", make_pairs(3) + [chat])
+    assert main(["label", "export", str(tmp_path / "pairs.jsonl"), f"output={tmp_path / 'page'}"]) == 0
+    assert not list(tmp_path.glob("page.label-studio.*"))  # the page stays the default
+    assert main(["label", "export", str(tmp_path / "pairs.jsonl"), f"output={tmp_path / 'ls'}", "seed=3",
+                 "to=label-studio"]) == 0
+    tasks = json.loads((tmp_path / "ls.label-studio.json").read_text())
+    assert [t["data"]["pair_id"] for t in tasks] == [it.pair_id for it in items]
+    for task, it in zip(tasks, items):
+        assert set(task["data"]) == {"batch", "item", "pair_id", "messages", "response_a", "response_b"}
+        assert (task["data"]["response_a"], task["data"]["response_b"], task["data"]["item"]) == \
+            (it.shown_a, it.shown_b, it.index)
+    assert tasks[0]["data"]["messages"] == [{"role": "user", "content": "Question 0?"}]
+    assert [m["role"] for m in tasks[3]["data"]["messages"]] == ["system", "user", "assistant", "user"]
+    root = ET.parse(tmp_path / "ls.label-studio.xml").getroot()
+    choices = root.find(".//Choices")
+    assert choices.get("name") == "preferred" and [c.get("value") for c in choices] == ["A", "B", "tie"]
+    names = {el.get("name") for el in root.iter() if el.get("name")}
+    assert {"prompt", "response_a", "response_b", "preferred", "comment"} <= names
+
+
+def test_label_studio_export_unflips_through_import(batch_files, tmp_path):
+    items, key, _ = batch_files
+    wanted = {it.pair_id: pick_original_a(it) for it in items[:6]}   # always the original A
+    wanted[items[6].pair_id], wanted[items[7].pair_id] = "tie", "skip"
+    export = _ls_export(items, {**wanted, items[8].pair_id: "A"})
+    export[8]["annotations"][0]["result"] = []          # submitted empty: no label either
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    anns, report = import_labels(key, [tmp_path / "export.json"])
+    assert {a.pair_id: a.preferred for a in anns} == {**{p: "A" for p in list(wanted)[:6]}, items[6].pair_id: "tie"}
+    assert report["unlabelled_in_batch"] == len(items) - 7   # the skipped, the empty and the untouched ones
+    assert any(a.details["votes"][0]["flipped"] for a in anns)
+    vote = anns[6].details["votes"][0]
+    assert vote["annotator"] == "label-studio-user-7" and vote["comment"] == "why not" and vote["time"]
+    # An export whose completed_by carries the email names the annotator by it.
+    export = _ls_export(items[:1], {items[0].pair_id: "tie"}, user={"id": 3, "email": "eve@example.com"})
+    (tmp_path / "e2.json").write_text(json.dumps(export))
+    assert read_export(tmp_path / "e2.json")[0][1].annotator == "eve@example.com"
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t: t[1].pop("data"), r"task 1: field 'data': missing"),
+    (lambda t: t[1]["data"].pop("pair_id"), r"task 1: field 'data.pair_id': missing"),
+    (lambda t: t[1].update(annotations={}), r"task 1: field 'annotations': expected a list"),
+    (lambda t: t[1]["annotations"][0].update(result=None), r"task 1: annotations\[0\]: field 'result'"),
+    (lambda t: t[1]["annotations"][0]["result"][0].update(from_name="choice"),
+     r"task 1: annotations\[0\]: field 'result': expected one 'preferred' choice, found 0"),
+    (lambda t: t[1]["annotations"][0]["result"][0]["value"].update(choices=["A", "B"]),
+     r"task 1: annotations\[0\]: field 'result\[0\].value.choices'"),
+    (lambda t: t[1]["annotations"][0]["result"][0]["value"].update(choices=["left"]),
+     r"task 1: annotations\[0\]: result\[0\].value.choices: label 'left': expected A, B or tie"),
+    (lambda t: t[1]["data"].update(pair_id="elsewhere:0-1"), r"task 1: annotations\[0\]: unknown pair id"),
+])
+def test_label_studio_export_errors_name_task_and_field(batch_files, tmp_path, capsys, mutate, message):
+    items, key, _ = batch_files
+    tasks = _ls_export(items[:3], {it.pair_id: "A" for it in items[:3]})
+    mutate(tasks)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tasks))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: {message}"):
+        import_labels(key, [bad])
+    assert main(["label", "import", str(key), str(bad), f"output={tmp_path / 'o.jsonl'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "task 1" in err and not (tmp_path / "o.jsonl").exists()

@@ -9,7 +9,7 @@ ROOT = Path(__file__).parents[1] / "frugalign"
 
 # lowest first; a module belongs to the first layer with a matching name or package prefix
 LAYERS = [
-    ("foundation", ["errors", "faults", "types", "config", "weights", "data", "metrics", "paired", "precision",
+    ("foundation", ["errors", "faults", "types", "formats", "config", "weights", "data", "metrics", "paired", "precision",
                     "pipeline"]),
     ("models and scoring", ["models", "chat", "logprobs", "losses", "generate", "backends", "distributed", "packing",
                             "checkpoints"]),

@@ -11,7 +11,10 @@ from frugalign.errors import ConfigError, ContextOverflowError
 from frugalign.logprobs import LogProbScorer, ScoreItem, score_ratio
 
 PROMPTS = ["Write a poem about the sea.", "What is the capital of France?",
-           [{"role": "user", "content": "Give me a list."}]]
+           [{"role": "user", "content": "Give me a list."}],
+           # multi-turn (TRL conversational): earlier turns are context, only the final reply is scored
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."},
+            {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "Another one?"}]]
 RESPONSES = ["The sea is blue and deep.", "Waves!", "Paris.", "Paris is the capital of France.",
              "* first item\n* second item", "I cannot help with that request."]
 

@@ -21,6 +21,8 @@ from frugalign.types import TrainingRow
 PROMPTS = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.",
            "Say something nice.", "Tell me about Berlin.", "Write a function.", "Name a colour.", "Count to three."]
 GOOD, BAD = "Paris is the capital of France.", "I cannot help with that request."
+MULTI_TURN = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."},
+              {"role": "assistant", "content": "Berlin."}, {"role": "user", "content": "And the capital of France?"}]
 
 
 def toy_rows(n: int = 8, **extra) -> list[dict]:
@@ -46,9 +48,10 @@ def test_packed_pair_forward_equals_the_scorer(tiny_tokenizer):
     rows = [TrainingRow("Write a poem about the sea.", "Paris.", "Paris is the capital of France."),
             TrainingRow([{"role": "user", "content": "Give me a list."}], "* first item\n* second item", "No.",
                         system="Be brief."),
-            TrainingRow("Say hi.", "The quick brown fox.", "def add(a, b):\n    return a + b")]
+            TrainingRow("Say hi.", "The quick brown fox.", "def add(a, b):\n    return a + b"),
+            TrainingRow(MULTI_TURN, "Paris is the capital of France.", "happy sad")]  # only the last turn scores
     examples, kept, _ = build_examples(rows, tiny_tokenizer, model)
-    assert kept == [0, 1, 2] and all(e.prefix > 0 for e in examples)  # the prompt is shared
+    assert kept == [0, 1, 2, 3] and all(e.prefix > 0 for e in examples)  # the prompt is shared
     with torch.no_grad():
         logps, _ = PairLogProbs(model, chunk=5, recompute=False)(collate(examples, tiny_tokenizer.pad_token_id))
     items = [ScoreItem(r.prompt, side, r.system) for r in rows for side in (r.chosen, r.rejected)]

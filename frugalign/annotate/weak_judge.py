@@ -113,9 +113,11 @@ class LMReward(nn.Module):
 
         body = decoder_of(model)
         if lora:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig
 
-            body = get_peft_model(body, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+            from ..models import add_lora
+
+            body = add_lora(body, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                                    target_modules="all-linear"))
         else:
             body.requires_grad_(True)

@@ -21,19 +21,29 @@ from pathlib import Path
 from ..annotate.factory import AnnotatorSettings
 from ..config import add_config_arguments, build_config
 from ..errors import ConfigError, DataError
+from ..formats import FORMAT_HELP, FORMATS, default_layout, output_layout
 
 
 @dataclass
 class AnnotateConfig(AnnotatorSettings):
-    input: str = field(default="", metadata={"help": "pairs (response_a/response_b) or pool (responses) file"})
+    input: str = field(default="", metadata={"help": "pairs (response_a/response_b, or any TRL preference layout) or pool (responses) file"})
     output: str = field(default="", metadata={"help": "annotations file to write"})
     pairs_output: str | None = field(default=None, metadata={"help": "pool input: pairs file (default <output>.pairs.jsonl)"})
     summary: str | None = field(default=None, metadata={"help": "also write the summary counts as JSON here"})
     annotate_labelled: bool = field(default=False, metadata={"help": "also annotate the labelled pairs (trained or calibrated on)"})
+    training_output: str | None = field(default=None, metadata={"help": "also write the training table: every annotated "
+                                        "and human-labelled pair as prompt/chosen/rejected (ties dropped), for `frugalign train` or TRL"})
+    training_weights: str = field(default="confidence", metadata={"help": "weight column of the training table: "
+                                  "confidence (CW-PO; human labels 1) | none"})
+    format: str = field(default="auto", metadata={"help": FORMAT_HELP})
 
     def validate(self) -> None:
         if not self.input or not self.output:
             raise ConfigError("annotate needs input=... and output=...")
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        if self.training_weights not in ("confidence", "none"):
+            raise ConfigError(f"training_weights={self.training_weights!r}: expected confidence or none")
         super().validate()
 
 
@@ -43,18 +53,6 @@ def register(sub) -> None:
                                    "the implicit reward (SPA) or an LLM judge.")
     add_config_arguments(p, AnnotateConfig)
     p.set_defaults(func=run)
-
-
-def read_pairs_or_pool(path: str):
-    """``("pool", items)`` or ``("pairs", pairs)`` depending on the records' fields."""
-    from ..data import read_pairs, read_pool, read_records
-
-    records = read_records(path)
-    if not records:
-        raise DataError(f"{path}: no records")
-    if "responses" in records[0][1]:
-        return "pool", read_pool(path)
-    return "pairs", read_pairs(path)
 
 
 def _training_labels(cfg: AnnotateConfig, kind: str, items):
@@ -96,6 +94,20 @@ def annotate_input(cfg: AnnotateConfig, annotator, kind: str, items, labelled: s
     return None, annotator.annotate(todo), extra
 
 
+def write_training_table(cfg: AnnotateConfig, pairs, anns, train_pairs, labels, layout: str | None) -> dict:
+    """Join the annotated pairs and the human-labelled ones with their labels into one training table."""
+    from ..data import annotations_to_training, write_records
+
+    by_id = {p.id: p for p in [*(train_pairs or []), *pairs]}
+    judged = {a.pair_id for a in anns}
+    votes = list(anns) + [a for a in labels or [] if a.pair_id not in judged]  # a human label beats a model's
+    rows, counts = annotations_to_training(list(by_id.values()), votes, weighting=cfg.training_weights)
+    if not rows:
+        raise DataError("no training rows (every judged pair is a tie); training table not written")
+    write_records(cfg.training_output, rows, layout or default_layout([r.to_record() for r in rows]))
+    return counts
+
+
 def format_summary(summary: dict) -> str:
     """One line: label counts first, then every non-zero counter (drops, fallbacks, cache)."""
     keys = ["input_pairs", "annotated", "A", "B", "tie", "mean_confidence", "temperature"]
@@ -109,19 +121,22 @@ def run(args) -> int:
     """Read, annotate, write annotations (+ pairs for a pool) and print the summary."""
     cfg = build_config(AnnotateConfig, args)
     from ..annotate.factory import build_annotator
-    from ..data import write_json, write_records
+    from ..data import read_pool_or_pairs, write_json, write_records
 
     t0 = time.time()
-    kind, items = read_pairs_or_pool(cfg.input)
+    kind, items = read_pool_or_pairs(cfg.input)
     train_pairs, labels = _training_labels(cfg, kind, items)
     annotator = build_annotator(cfg, train_pairs=train_pairs, labels=labels)
     labelled = {a.pair_id for a in labels or []} if not cfg.annotate_labelled else set()
     pairs, anns, extra = annotate_input(cfg, annotator, kind, items, labelled)
-    if pairs is not None:
-        pairs_out = cfg.pairs_output or _default_pairs_output(cfg.output)
-        write_records(pairs_out, pairs)
+    layout = output_layout(cfg.format, items.layout)
     if not anns:
         raise DataError("no annotations produced (see the counts above); nothing written")
+    table = (write_training_table(cfg, items if pairs is None else pairs, anns, train_pairs, labels, layout)
+             if cfg.training_output else None)
+    if pairs is not None:
+        pairs_out = cfg.pairs_output or _default_pairs_output(cfg.output)
+        write_records(pairs_out, pairs, layout)
     write_records(cfg.output, anns)
     counts = {**(getattr(annotator, "stats", {}) or {}), **extra}
     summary = {"method": cfg.method, "input": cfg.input, "input_kind": kind, "input_records": len(items),
@@ -129,11 +144,14 @@ def run(args) -> int:
                **{k: sum(a.preferred == k for a in anns) for k in ("A", "B", "tie")},
                "mean_confidence": sum(a.confidence for a in anns) / len(anns),
                "temperature": getattr(annotator, "temperature", None),
-               "counts": counts, "seconds": round(time.time() - t0, 1), "output": cfg.output}
+               "counts": counts, "seconds": round(time.time() - t0, 1), "output": cfg.output,
+               "training_table": table}
     if pairs is not None:
         summary["pairs_output"] = pairs_out
     if cfg.summary:
         write_json(cfg.summary, summary)
     print(f"annotate ({cfg.method}): {format_summary(summary)} -> {cfg.output}"
-          + (f" (pairs -> {pairs_out})" if pairs is not None else ""))
+          + (f" (pairs -> {pairs_out})" if pairs is not None else "")
+          + (f"; training table ({table['rows']} rows) -> {cfg.training_output}"
+             if cfg.training_output else ""))
     return 0

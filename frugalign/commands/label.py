@@ -1,8 +1,10 @@
 """``frugalign label export|import|serve|gold``: get pairs in front of people (or a gold judge) and back.
 
     frugalign label export runs/selected.jsonl output=runs/batch1          # batch1.jsonl + batch1.csv
+    frugalign label export runs/selected.jsonl output=runs/batch1 to=label-studio   # + Label Studio files
     frugalign label serve runs/batch1.jsonl annotator=alice               # http://127.0.0.1:8765/
     frugalign label import runs/batch1.jsonl runs/batch1.alice.labels.jsonl output=runs/human.jsonl
+    frugalign label import runs/batch1.jsonl label-studio-export.json output=runs/human.jsonl
     frugalign label gold runs/batch1.jsonl judge=ifeval output=runs/gold.jsonl
 
 Bare arguments (no ``=``) are the positional paths shown above; everything
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..config import add_config_arguments, build_config
 from ..errors import ConfigError
@@ -25,6 +28,9 @@ class ExportConfig:
     output: str = field(default="", metadata={"help": "batch base path: writes OUTPUT.jsonl (key) and OUTPUT.csv (sheet)"})
     name: str | None = field(default=None, metadata={"help": "batch name (default: output file name)"})
     seed: int = field(default=0, metadata={"help": "seed of the per-pair A/B orientation"})
+    to: Literal["page", "label-studio"] = field(default="page", metadata={
+        "help": "page: for the labelling page / sheet; label-studio: also OUTPUT.label-studio.json "
+                "(tasks) and OUTPUT.label-studio.xml (labelling config)"})
 
     def validate(self) -> None:
         if not self.input or not self.output:
@@ -34,7 +40,8 @@ class ExportConfig:
 @dataclass
 class ImportConfig:
     batch: str = field(default="", metadata={"help": "the batch key file (BATCH.jsonl)"})
-    labels: list = field(default_factory=list, metadata={"help": "label files (.jsonl from the page, or filled .csv)"})
+    labels: list = field(default_factory=list, metadata={
+        "help": "label files (.jsonl from the page, filled .csv, or a Label Studio JSON export)"})
     output: str = field(default="", metadata={"help": "annotations file to write"})
     earlier: str | None = field(default=None, metadata={"help": "earlier annotations to merge with (may equal output)"})
     annotator: str | None = field(default=None, metadata={"help": "annotator id for records that name none"})
@@ -62,7 +69,7 @@ class ServeConfig:
 @dataclass
 class GoldConfig:
     input: str = field(default="", metadata={"help": "a batch (BATCH.jsonl) or a pairs file"})
-    judge: str = field(default="", metadata={"help": "length | ifeval | sentiment | ifbench | module:attr"})
+    judge: str = field(default="", metadata={"help": "length | scores | ifeval | sentiment | ifbench | module:attr"})
     output: str = field(default="", metadata={"help": "annotations file to write (source=gold)"})
     labels_output: str | None = field(default=None, metadata={"help": "for a batch: also write the raw labels as shown"})
 
@@ -83,7 +90,7 @@ def register(sub) -> None:
                                    "labelling page, label import/merge/agreement, and gold judges.")
     actions = p.add_subparsers(dest="label_command", metavar="ACTION")
     for name, cls, help_ in (
-        ("export", ExportConfig, "write a labelling batch (JSONL key + CSV sheet)"),
+        ("export", ExportConfig, "write a labelling batch (JSONL key + CSV sheet; to=label-studio: + its tasks)"),
         ("import", ImportConfig, "read labels back into annotations (un-flipped, merged, agreement)"),
         ("serve", ServeConfig, "serve the labelling page on 127.0.0.1"),
         ("gold", GoldConfig, "label with a gold judge instead of people"),
@@ -129,7 +136,16 @@ def _export(cfg: ExportConfig) -> int:
     key, sheet = write_batch(items, base)
     flipped = sum(it.flipped for it in items)
     print(f"batch {name!r}: {len(items)} pairs ({flipped} shown swapped) -> {key} (key, keep it) and {sheet} (sheet)")
-    print(f"label them: frugalign label serve {key}   or fill the label column of {sheet}")
+    if cfg.to == "label-studio":
+        from ..labeling.label_studio import write_label_studio
+
+        tasks, config = write_label_studio(items, base)
+        print(f"Label Studio: {tasks} (tasks) and {config} (labelling config); the A/B key stays in {key}")
+        print(f"  create a project, paste {config.name} into Settings > Labeling Interface > Code, "
+              f"import {tasks.name}, label, Export > JSON, then")
+        print(f"  frugalign label import {key} EXPORT.json output=ANNOTATIONS.jsonl   (API steps: docs/labeling.md)")
+    else:
+        print(f"label them: frugalign label serve {key}   or fill the label column of {sheet}")
     return 0
 
 

@@ -15,7 +15,7 @@ from ..models import DEFAULT_MODEL
 
 @dataclass
 class ScoreConfig:
-    input: str = field(default="", metadata={"help": "pool (responses) or pairs (response_a/response_b) file"})
+    input: str = field(default="", metadata={"help": "pool (responses) or pairs (response_a/response_b, or any TRL preference layout) file"})
     output: str = field(default="", metadata={"help": "scores file to write (.jsonl/.parquet)"})
     model: str = DEFAULT_MODEL
     ref_model: str | None = field(default=None, metadata={"help": "if set, also score with it and report model − ref"})
@@ -45,25 +45,20 @@ def register(sub) -> None:
 
 
 def _items_from_file(path):
-    """Flatten a pool or a pair file into (record id, item) rows."""
-    from ..data import read_records
+    """Flatten a pool or a pair file (any TRL layout) into (record id, item) rows."""
+    from ..data import read_pool_or_pairs
     from ..logprobs import ScoreItem
-    from ..types import PreferencePair, PromptItem
 
-    records = read_records(path)
-    if not records:
-        raise DataError(f"{path}: no records")
+    kind, items = read_pool_or_pairs(path)
     rows = []
-    if "responses" in records[0][1]:
-        for where, rec in records:
-            item = PromptItem.from_record(rec, where)
+    if kind == "pool":
+        for item in items:
             if not item.responses:
-                raise DataError(f"{where}: field 'responses': empty (nothing to score)")
+                raise DataError(f"{path}: prompt {item.id!r}: field 'responses': empty (nothing to score)")
             for k, r in enumerate(item.responses):
                 rows.append(({"prompt_id": item.id, "response_index": k}, ScoreItem(item.prompt, r, item.system)))
     else:
-        for where, rec in records:
-            pair = PreferencePair.from_record(rec, where)
+        for pair in items:
             for side, r in (("A", pair.response_a), ("B", pair.response_b)):
                 rows.append(({"pair_id": pair.id, "side": side}, ScoreItem(pair.prompt, r, pair.system)))
     return rows

@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import add_config_arguments, build_config
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
+from ..formats import FORMAT_HELP, FORMATS, output_layout
 from ..models import DEFAULT_MODEL
 from ..select import EMBEDDERS, STRATEGIES
 
 
 @dataclass
 class SelectConfig:
-    input: str = field(default="", metadata={"help": "pool (id, prompt, responses) or pairs (response_a/response_b)"})
+    input: str = field(default="", metadata={"help": "pool (prompt, responses) or pairs (response_a/response_b, or any TRL preference layout)"})
     output: str = field(default="", metadata={"help": "chosen pairs file to write (.jsonl/.json/.parquet)"})
     budget: int = field(default=0, metadata={"help": "how many pairs humans label"})
     strategy: str = field(default="dissimilar", metadata={"help": " | ".join(STRATEGIES)})
@@ -24,6 +25,7 @@ class SelectConfig:
     per_prompt: int = field(default=1, metadata={"help": "max pairs per prompt (0: no limit)"})
     seed: int = 0
     rest_output: str | None = field(default=None, metadata={"help": "also write the per-prompt picks not chosen"})
+    format: str = field(default="auto", metadata={"help": FORMAT_HELP})
     summary: str | None = field(default=None, metadata={"help": "summary JSON (default: <output>.summary.json)"})
     dtype: str = field(default="auto", metadata={"help": "policy embedder: auto | float32 | bfloat16"})
     device: str = "cpu"
@@ -33,6 +35,8 @@ class SelectConfig:
     def validate(self) -> None:
         if not self.input or not self.output:
             raise ConfigError("select needs input=... and output=...")
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
         if self.budget <= 0:
             raise ConfigError("select needs budget=N (N > 0)")
         if self.strategy not in STRATEGIES:
@@ -68,16 +72,14 @@ def make_embedder(cfg: SelectConfig):
 
 
 def load_candidates(path: str, embedder):
-    """A pool (has ``responses``) or a pairs file, as :class:`~frugalign.select.Candidates`."""
-    from ..data import read_pairs, read_pool, read_records
+    """A pool (has ``responses``) or a pairs file, as :class:`~frugalign.select.Candidates`, and its TRL layout."""
+    from ..data import read_pool_or_pairs
     from ..select import candidates_from_pairs, candidates_from_pool
 
-    records = read_records(path)
-    if not records:
-        raise DataError(f"{path}: no records")
-    if "responses" in records[0][1]:
-        return candidates_from_pool(read_pool(path), embedder)
-    return candidates_from_pairs(read_pairs(path), embedder)
+    kind, items = read_pool_or_pairs(path)
+    if kind == "pool":
+        return candidates_from_pool(items, embedder), None
+    return candidates_from_pairs(items, embedder), items.layout
 
 
 def run(args) -> int:
@@ -85,13 +87,14 @@ def run(args) -> int:
     from ..data import read_annotations, write_json, write_records
     from ..select import attach_confidence, format_summary, select_pairs
 
-    cands = load_candidates(cfg.input, make_embedder(cfg))
+    cands, input_layout = load_candidates(cfg.input, make_embedder(cfg))
+    layout = output_layout(cfg.format, input_layout)
     if cfg.annotations:
         attach_confidence(cands, read_annotations(cfg.annotations))
     sel = select_pairs(cands, cfg.strategy, cfg.budget, seed=cfg.seed, per_prompt=cfg.per_prompt)
-    write_records(cfg.output, [_annotated(cands, i, rank, cfg) for rank, i in enumerate(sel.chosen)])
+    write_records(cfg.output, [_annotated(cands, i, rank, cfg) for rank, i in enumerate(sel.chosen)], layout)
     if cfg.rest_output:
-        write_records(cfg.rest_output, [_annotated(cands, i, None, cfg) for i in sel.rest])
+        write_records(cfg.rest_output, [_annotated(cands, i, None, cfg) for i in sel.rest], layout)
     summary = dict(sel.summary, input=cfg.input, output=cfg.output, embedder=cfg.embedder,
                    model=cfg.model if cfg.embedder == "policy" else None)
     out = Path(cfg.output)

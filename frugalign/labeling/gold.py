@@ -10,7 +10,8 @@ A gold judge is any callable that takes a :class:`~frugalign.types.PreferencePai
 It plugs in three ways (see :func:`load_judge`): a benchmark task name
 (``ifeval``, ``sentiment``, ``ifbench`` from :mod:`frugalign.bench`, which
 rebuilds the task prompt from the pair's prompt id), ``module:attr`` (your
-own judge; a class is instantiated with no arguments), or the toy ``length``
+own judge; a class is instantiated with no arguments), ``scores`` (a preference
+dataset's own ``score_chosen``/``score_rejected`` ratings), or the toy ``length``
 judge (prefers the longer response; for demos and tests only).
 
 :func:`gold_label_batch` labels a batch *as shown* (after the random A/B
@@ -79,6 +80,21 @@ class LengthJudge:
         return GoldVerdict("tie" if la == lb else "A" if la > lb else "B", float(la), float(lb))
 
 
+class ScoresJudge:
+    """A dataset's own ratings as the gold signal: ``score_chosen``/``score_rejected`` columns
+    (UltraFeedback-binarized), kept in ``pair.meta`` when TRL preference data is read as pairs.
+    Only the pair's own orientation carries them (label the pairs file, not a batch)."""
+
+    name = "scores"
+
+    def __call__(self, pair: PreferencePair) -> GoldVerdict:
+        sa, sb = pair.meta.get("score_chosen"), pair.meta.get("score_rejected")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (sa, sb)):
+            raise DataError(f"pair {pair.id!r}: judge=scores needs numeric score_chosen and score_rejected "
+                            f"columns (got {sa!r}, {sb!r}); map others with PATH?score_chosen=COLUMN")
+        return GoldVerdict("tie" if sa == sb else "A" if sa > sb else "B", float(sa), float(sb))
+
+
 class BenchJudge:
     """Adapter for a :mod:`frugalign.bench` task: ``task.prefer(bench_prompt, a, b)``.
 
@@ -114,9 +130,11 @@ class BenchJudge:
 
 
 def load_judge(spec: str, **kwargs) -> Callable[[PreferencePair], Any]:
-    """``length`` | a bench task name | ``package.module:attr`` -> a gold judge."""
+    """``length`` | ``scores`` | a bench task name | ``package.module:attr`` -> a gold judge."""
     if spec == "length":
         return LengthJudge()
+    if spec == "scores":
+        return ScoresJudge()
     if spec in BENCH_TASKS:
         return BenchJudge(spec, **kwargs)
     if ":" in spec:
@@ -129,7 +147,7 @@ def load_judge(spec: str, **kwargs) -> Callable[[PreferencePair], Any]:
         if not callable(obj):
             raise ConfigError(f"gold judge {spec!r} is not callable")
         return obj
-    raise ConfigError(f"unknown gold judge {spec!r}; use length, {', '.join(BENCH_TASKS)} or module:attr")
+    raise ConfigError(f"unknown gold judge {spec!r}; use length, scores, {', '.join(BENCH_TASKS)} or module:attr")
 
 
 def judge_name(judge: Any, spec: str | None = None) -> str:

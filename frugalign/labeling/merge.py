@@ -147,16 +147,20 @@ def import_labels(batch_path, label_paths: Sequence, *, earlier=None, annotator:
                   source: str = "human") -> tuple[list[Annotation], dict]:
     """Read label files against a batch, un-flip, merge with ``earlier`` annotations (a path or list).
 
+    Label files: the page's JSONL, a filled-in CSV sheet, or a Label Studio JSON export.
+
     Returns the merged annotations (one per labelled pair) and a report with
     counts and agreement. Unknown pair ids raise a one-line DataError.
     """
     from ..data import read_annotations
     from .export import read_batch, read_labels
+    from .label_studio import load_export, read_export
 
     batch = read_batch(batch_path)
     new: list[Vote] = []
     for path in label_paths:
-        labels = read_labels(path, annotator)
+        tasks = load_export(path)  # a Label Studio JSON export is recognised by its content
+        labels = read_labels(path, annotator) if tasks is None else read_export(path, annotator, tasks)
         new = merge_votes(new, labels_to_votes(batch, labels, source, batch_name=str(batch_path)))
     old = []
     if earlier is not None:
