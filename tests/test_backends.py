@@ -179,11 +179,13 @@ def test_threads_are_restored(tiny_model, tiny_tokenizer):
 
 
 def test_lora_wrapped_model_keeps_its_adapters(tiny_tokenizer):
-    peft = pytest.importorskip("peft")
+    import peft
+
+    from frugalign.models import add_lora
     from conftest import build_model
 
     base = build_model(tiny_tokenizer, seed=2)
-    model = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]))
+    model = add_lora(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]))
     for name, p in model.named_parameters():
         if "lora_B" in name:  # non-zero adapters, so ignoring them would change the output
             torch.nn.init.normal_(p, std=0.5)
