@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench-scorer
+.PHONY: setup demo test test-fast test-vllm bench-scorer
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,11 @@ test: setup
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not integration"
+
+# make test-vllm — the real vLLM engine (CPU build) through backend=vllm, in its own venv (~3.3 GB)
+test-vllm:
+	@scripts/setup-vllm.sh
+	HF_HUB_OFFLINE=1 .venv-vllm/bin/python -m pytest -q -s -p no:cacheprovider tests/vllm_real
 
 bench-scorer: setup
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/scorer.py

@@ -74,9 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--batch-sizes", default="16", help="comma list; each is run for every path")
     p.add_argument("--dtypes", default="float32,bfloat16")
-    p.add_argument("--paths", default="plain,fast",
+    p.add_argument("--paths", default=None,
                    help="comma list of: plain (model.generate), fast, fast-nopack (continuous batching "
-                        "with the model's own modules, no fused/prepacked weights)")
+                        "with the model's own modules, no fused/prepacked weights), vllm (its own engine; "
+                        "run with .venv-vllm/bin/python). Default: every installed path")
     p.add_argument("--device", default="cpu")
     p.add_argument("--random-init", action="store_true",
                    help="--model is a config+tokenizer dir; weights are random (timing only: every sample "
@@ -88,7 +89,12 @@ def parse_args(argv=None):
     p.add_argument("--quality-tokens", type=int, default=48)
     p.add_argument("--profile", action="store_true",
                    help="only profile each path (torch.profiler, 4 prompts × n, 32 tokens) and print top ops")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.paths is None:
+        from frugalign.backends import vllm_available
+
+        args.paths = "plain,fast" + (",vllm" if vllm_available() else "")
+    return args
 
 
 def profile_paths(args, dtype: str, model, tok, reqs) -> None:
@@ -99,7 +105,7 @@ def profile_paths(args, dtype: str, model, tok, reqs) -> None:
 
     s = GenerationSettings(args.n, args.temperature, args.top_p, 32, 0, int(args.batch_sizes.split(",")[0]))
     for p in args.paths.split(","):
-        backend = make_backend(p, model, tok)
+        backend = make_backend(p, model, tok, args.model)
         backend.generate(reqs[:1], GenerationSettings(1, 0.0, 1.0, 4, 0, s.batch_size))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             start = time.perf_counter()
@@ -113,11 +119,19 @@ def profile_paths(args, dtype: str, model, tok, reqs) -> None:
                   f"{e.count:6d} calls  {e.self_cpu_time_total / max(e.count, 1):9.1f} us/call")
 
 
-def make_backend(path: str, model, tok):
-    """The backend behind a benchmark path name."""
+_VLLM: dict = {}
+
+
+def make_backend(path: str, model, tok, spec: str = "smollm2-135m-instruct"):
+    """The backend behind a benchmark path name (one vLLM engine per dtype, loaded once)."""
     from frugalign.backends import get_backend
     from frugalign.backends.fast_cpu import FastBackend
 
+    if path == "vllm":
+        dtype = str(model.dtype).removeprefix("torch.")
+        if dtype not in _VLLM:
+            _VLLM[dtype] = get_backend("vllm", None, tok, model_spec=spec, dtype=dtype)
+        return _VLLM[dtype]
     if path == "fast-nopack":
         return FastBackend(model, tok, pack=False, progress=False)
     return get_backend("transformers" if path == "plain" else path, model, tok, progress=False)
@@ -149,7 +163,7 @@ def throughput(args, dtype: str, model, tok, reqs) -> list[dict]:
     paths = args.paths.split(",")
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
         settings = GenerationSettings(args.n, args.temperature, args.top_p, args.max_new_tokens, 0, bs)
-        backends = {p: make_backend(p, model, tok) for p in paths}
+        backends = {p: make_backend(p, model, tok, args.model) for p in paths}
         for b in backends.values():  # warm-up: first-call allocations and lazy inits
             b.generate(reqs[:2], GenerationSettings(1, 0.0, 1.0, 4, 0, bs))
         runs = {p: [] for p in paths}
@@ -172,11 +186,11 @@ def quality(args, model32, tok, reqs, dtype: str, model) -> str:
 
     reqs = reqs[:args.quality_prompts]
     s = GenerationSettings(1, 0.0, 1.0, args.quality_tokens, 0, 16)
-    ref32 = make_backend("plain", model32, tok).generate(reqs, s)
-    same = ref32 if model is model32 else make_backend("plain", model, tok).generate(reqs, s)
+    ref32 = make_backend("plain", model32, tok, args.model).generate(reqs, s)
+    same = ref32 if model is model32 else make_backend("plain", model, tok, args.model).generate(reqs, s)
     lines = []
     for p in args.paths.split(","):
-        out = same if p == "plain" else make_backend(p, model, tok).generate(reqs, s)
+        out = same if p == "plain" else make_backend(p, model, tok, args.model).generate(reqs, s)
         a32 = sum(a == b for a, b in zip(ref32, out)) / len(out)
         ad = sum(a == b for a, b in zip(same, out)) / len(out)
         lines.append(f"  {p:11s} {dtype:8s} greedy ({args.quality_tokens} tokens) identical to plain generate: "

@@ -6,8 +6,14 @@ need the real embedded default are marked ``integration``.
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
+
+# The real-vLLM suite runs in its own venv (`make test-vllm`, .venv-vllm: vLLM pins another
+# transformers); it is not collected where vLLM is absent, and never skipped where it runs.
+collect_ignore = [] if importlib.util.find_spec("vllm") else ["vllm_real"]
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

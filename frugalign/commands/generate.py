@@ -13,7 +13,8 @@ from ..errors import ConfigError
 from ..models import DEFAULT_MODEL
 
 BACKEND_HELP = ("auto (vllm on a GPU with vllm installed, else fast) | fast (continuous batching, "
-                "per-prompt seeds) | transformers (plain model.generate) | vllm (pip install frugalign[vllm])")
+                "per-prompt seeds) | transformers (plain model.generate) | vllm (GPU: pip install frugalign[vllm]; "
+                "CPU: scripts/setup-vllm.sh)")
 
 
 @dataclass

@@ -27,7 +27,7 @@ class ScoreConfig:
     overflow: str = field(default="error", metadata={"help": "error | skip | truncate"})
     per_token: bool = False
     backend: str = field(default="torch", metadata={"help": "torch (frugalign's batched scorer) | vllm "
-                                                              "(prompt_logprobs on a GPU; pip install frugalign[vllm])"})
+                                                              "(prompt_logprobs; GPU: pip install frugalign[vllm], CPU: scripts/setup-vllm.sh)"})
     progress: bool = True
 
     def validate(self) -> None:
