@@ -1,6 +1,6 @@
 """Benchmark: response log-prob scoring, three ways, on the embedded default.
 
-    python benchmarks/scorer.py [--prompts 64] [--responses 4] [--dtypes float32,bfloat16]
+    python benchmarks/scorer.py [--prompts 64] [--responses 4] [--dtypes float32,bfloat16] [--profile]
 
 Scores the same workload (P prompts × R responses, prompts ≈ 64 tokens,
 responses ≈ 96 tokens) with (1) plain transformers one example at a time,
@@ -137,6 +137,47 @@ def run(dtype_name: str, args) -> None:
           f"= {100 * useful / ceiling:.0f}% of ceiling")
     print(f"(tokenisation, included in every row: {t_encode:.2f}s)")
     print(f"agreement: |scorer - padded| = {abs(ours - padded):.4f} over the summed log-prob {padded:.1f}")
+    if args.profile:
+        profile_scorer(scorer, items, useful * t_ours, ceiling)
+
+
+# Operator name fragments -> where the time goes (first match wins).
+OP_GROUPS = (("weight matmuls", ("aten::mm", "aten::addmm", "aten::linear", "mkldnn", "aten::matmul")),
+             ("attention", ("attention", "aten::bmm", "aten::baddbmm")),
+             ("LM head reduction (logsumexp, gather)", ("logsumexp", "log_softmax", "gather", "aten::max",
+                                                        "aten::amax", "aten::exp")),
+             ("copies and layout", ("aten::copy_", "aten::cat", "aten::index", "aten::contiguous", "aten::clone",
+                                    "aten::to", "aten::_to_copy", "aten::expand", "aten::narrow", "aten::slice")),
+             ("element-wise (norm, RoPE, SiLU, adds)", ("aten::mul", "aten::add", "aten::silu", "aten::rsqrt",
+                                                       "aten::pow", "aten::mean", "aten::neg", "aten::sub",
+                                                       "aten::div", "aten::sum", "aten::cos", "aten::sin")))
+
+
+def profile_scorer(scorer, items, useful_gflop: float, ceiling: float) -> None:
+    """Where the scorer's time goes: operator groups by self CPU time, and the weight matmuls' own rate."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        scorer.score(items)
+        wall = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    groups: dict[str, float] = {}
+    for e in events:
+        group = next((g for g, keys in OP_GROUPS if any(k in e.key for k in keys)), "other (Python, framework)")
+        groups[group] = groups.get(group, 0.0) + e.self_cpu_time_total / 1e6
+    print(f"\nprofile of the frugalign scorer ({wall:.1f}s wall with the profiler on; "
+          f"{total:.1f}s of operator self time):")
+    for g, t in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"  {g:40s} {t:6.2f}s  {100 * t / total:5.1f}%")
+    mm = groups.get("weight matmuls", 0.0)
+    if mm:
+        print(f"  weight matmuls alone run at {useful_gflop / mm:.0f} GFLOP/s = {100 * useful_gflop / mm / ceiling:.0f}% "
+              f"of the {ceiling:.0f} GFLOP/s ceiling; the rest of the time is the groups above")
+    print("  top operators:")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]:
+        print(f"    {e.key[:44]:44s} {100 * e.self_cpu_time_total / 1e6 / total:5.1f}%  {e.count:6d} calls")
 
 
 def main() -> None:
@@ -151,6 +192,8 @@ def main() -> None:
                         help="--model is a config+tokenizer dir; weights are random (timing only)")
     parser.add_argument("--naive-subset", type=int, default=0,
                         help="time the one-at-a-time loop on this many items and extrapolate (0 = all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile the frugalign scorer: time per operator group, matmul rate")
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
