@@ -38,7 +38,7 @@ from .annotate.implicit import implicit_annotator
 from .data import annotations_to_training, file_digest, read_pool, read_training, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
-from .backends import BACKENDS, backend_needs_model, get_backend, resolve_backend_name
+from .backends import BACKENDS, open_backend
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer
 from .models import DEFAULT_MODEL, load_model, resolve_device
@@ -124,10 +124,9 @@ def _round_prompts(cfg: IterateConfig, prompts: list[PromptItem], i: int) -> lis
 def _sample(cfg: IterateConfig, start: str, items: list[PromptItem], i: int, path: Path) -> list[PromptItem]:
     if path.exists():
         return read_pool(path)
-    name = resolve_backend_name(cfg.backend)
     dtype = "bfloat16" if cfg.precision == "bf16" else "float32"   # sample in the precision training uses
-    model, tok = load_model(start, dtype=dtype, device=resolve_device(cfg.device)) if backend_needs_model(name) else (None, None)
-    backend = get_backend(name, model, tok, model_spec=start, dtype=dtype, seed=cfg.seed + i, progress=cfg.progress)
+    backend = open_backend(cfg.backend, lambda: load_model(start, dtype=dtype, device=resolve_device(cfg.device)),
+                           model_spec=start, dtype=dtype, seed=cfg.seed + i, progress=cfg.progress)
     settings = GenerationSettings(cfg.k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed + i,
                                   cfg.generation_batch_size)
     pool = generate_pool(backend, items, settings)

@@ -137,12 +137,11 @@ def _load_policy(cfg: RunConfig, spec: str | None = None):
 
 
 def _generate(cfg: RunConfig, items, model_spec: str, n: int, temperature: float, seed: int):
-    from .backends import backend_needs_model, get_backend, resolve_backend_name
+    from .backends import open_backend
     from .generate import GenerationSettings, generate_pool
 
-    name = resolve_backend_name(cfg.backend)
-    model, tok = _load_policy(cfg, model_spec) if backend_needs_model(name) else (None, None)
-    backend = get_backend(name, model, tok, model_spec=model_spec, dtype=cfg.dtype, progress=cfg.progress)
+    backend = open_backend(cfg.backend, lambda: _load_policy(cfg, model_spec), model_spec=model_spec,
+                           dtype=cfg.dtype, progress=cfg.progress)
     settings = GenerationSettings(n, temperature, cfg.top_p, cfg.max_new_tokens, seed, cfg.gen_batch_size)
     return generate_pool(backend, items, settings)
 

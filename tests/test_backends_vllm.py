@@ -163,3 +163,25 @@ def test_score_command_vllm_missing_is_one_line(tmp_path, tiny_dir, monkeypatch,
     assert "pip install frugalign[vllm]" in err and "\n" not in err and not (tmp_path / "o.jsonl").exists()
     assert main(["score", f"input={pool}", f"output={tmp_path / 'o.jsonl'}", "backend=onnx"]) == 2
     assert "unknown scoring backend 'onnx'" in capsys.readouterr().err
+
+
+def test_auto_falls_back_to_fast_when_the_vllm_engine_cannot_start(monkeypatch, tiny_model, tiny_tokenizer, capsys):
+    """Only `auto` falls back; an explicit backend=vllm reports the engine's one-line error."""
+    import frugalign.backends as backends
+    from frugalign.backends import open_backend
+    from frugalign.backends.fast_cpu import FastBackend
+    from frugalign.errors import ModelLoadError
+
+    def cannot_start(*a, **k):
+        raise ModelLoadError("vLLM could not start an engine for 'x': RuntimeError: no (full error: /tmp/log)")
+
+    monkeypatch.setattr(backends, "vllm_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(VLLMBackend, "from_model", cannot_start)
+    loads = []
+    load = lambda: loads.append(1) or (tiny_model, tiny_tokenizer)  # noqa: E731
+    assert isinstance(open_backend("auto", load, model_spec="x"), FastBackend) and loads == [1]
+    assert "backend=auto: vLLM could not start" in capsys.readouterr().err
+    with pytest.raises(ModelLoadError, match="vLLM could not start"):
+        open_backend("vllm", load, model_spec="x")
+    assert loads == [1]  # nothing loaded for an explicit vllm that failed

@@ -14,6 +14,8 @@ All return ``list[list[str]]`` from ``generate(requests, settings)``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..errors import ConfigError
 
 BACKENDS = ("transformers", "fast", "vllm", "auto")
@@ -75,6 +77,26 @@ def get_backend(name: str, model=None, tokenizer=None, *, model_spec: str | None
     return TransformersBackend(model, tokenizer, progress=progress)
 
 
-def backend_needs_model(name: str) -> bool:
-    """Whether ``get_backend(name)`` drives a transformers model loaded by the caller."""
-    return resolve_backend_name(name) != "vllm"
+def open_backend(requested: str, load: Callable[[], tuple], *, model_spec: str, dtype: str = "float32",
+                 progress: bool = True, threads: int | None = None, **vllm_options):
+    """The backend for ``requested``; ``load()`` gives the ``(model, tokenizer)`` it drives, called only when needed.
+
+    When ``auto`` chose vLLM and its engine cannot start, one line says so and ``fast`` is used instead;
+    an explicit ``backend=vllm`` fails with the engine's one-line error.
+    """
+    import sys
+
+    from ..errors import ModelLoadError
+
+    name = resolve_backend_name(requested)
+    if name == "vllm":
+        try:
+            return get_backend("vllm", model_spec=model_spec, dtype=dtype, **vllm_options)
+        except ModelLoadError as e:
+            if requested != "auto":
+                raise
+            print(f"backend=auto: {e}; using the fast backend instead", file=sys.stderr)
+            name = "fast"
+    model, tokenizer = load()
+    return get_backend(name, model, tokenizer, model_spec=model_spec, dtype=dtype, progress=progress,
+                       threads=threads)

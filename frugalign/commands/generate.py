@@ -69,18 +69,13 @@ def _process_settings(cfg: GenerateConfig, ctx) -> tuple[str, int]:
 
 def build_backend(cfg: GenerateConfig, device: str, threads: int):
     """The configured backend, loading only what it needs (vLLM loads its own weights)."""
-    from ..backends import backend_needs_model, get_backend
-    from ..models import load_model, load_tokenizer
+    from ..backends import open_backend
+    from ..models import load_model
 
-    if not backend_needs_model(cfg.backend):
-        from ..backends.vllm_backend import check_vllm_usable
-
-        check_vllm_usable()   # before loading anything: missing extra / no GPU is a one-line error
-        return get_backend(cfg.backend, None, load_tokenizer(cfg.model), model_spec=cfg.model,
-                           dtype=cfg.dtype, seed=cfg.seed)
-    model, tok = load_model(cfg.model, dtype=cfg.dtype, device=device)
-    return get_backend(cfg.backend, model, tok, model_spec=cfg.model, dtype=cfg.dtype,
-                       progress=cfg.progress, threads=threads or None)
+    # vLLM is tried before any model is loaded: a missing extra or GPU is a one-line error at once.
+    return open_backend(cfg.backend, lambda: load_model(cfg.model, dtype=cfg.dtype, device=device),
+                        model_spec=cfg.model, dtype=cfg.dtype, progress=cfg.progress, threads=threads or None,
+                        seed=cfg.seed)
 
 
 def run(args) -> int:
