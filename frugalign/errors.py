@@ -24,3 +24,10 @@ class ConfigError(FrugalignError, ValueError):
 
 class ContextOverflowError(FrugalignError, ValueError):
     """A prompt plus response does not fit in the model's context window."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none):
+    long library tracebacks become one-line errors."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

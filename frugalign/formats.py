@@ -157,9 +157,9 @@ def to_layout(rec: dict, layout: str, where: str = "<record>") -> dict:
     return {"chosen": text + chosen, "rejected": text + rejected, **out}
 
 
-def default_layout(records: list[dict]) -> str:
+def default_layout(prompts) -> str:
     """The layout to write frugalign's own rows in: conversational when any prompt is a message list."""
-    return "conversational" if any(_is_messages(r.get("prompt")) for r in records) else "standard"
+    return "conversational" if any(_is_messages(p) for p in prompts) else "standard"
 
 
 # ``format=`` of the commands that write pairs or training tables.

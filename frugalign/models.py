@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from .data import cache_dir
-from .errors import ConfigError, ModelLoadError
+from .errors import ConfigError, ModelLoadError, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -265,7 +265,7 @@ def _load_gguf(path: Path, dtype, device, tokenizer_only: bool = False):
             return None, tok
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"cannot load GGUF {path}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load GGUF {path}: {first_line(e)}") from None
     return model.to(device), tok
 
 
@@ -285,7 +285,7 @@ def _load_pretrained(src: ModelSource, dtype, device, trust_remote_code: bool, t
         if src.kind == "hub" and offline:
             raise ModelLoadError(f"cannot load hub model {src.path!r}: HF_HUB_OFFLINE=1 is set and it is "
                                  "not in the local cache; use an embedded default, a local directory or a .gguf file") from None
-        raise ModelLoadError(f"cannot load model {src.name!r}: {_first_line(e)}") from None
+        raise ModelLoadError(f"cannot load model {src.name!r}: {first_line(e)}") from None
     return model.to(device), tok
 
 
@@ -293,11 +293,6 @@ def _ensure_pad_token(tok) -> None:
     # Batching needs a pad id; it is never scored, so reusing EOS is harmless.
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def model_identity(model) -> str:

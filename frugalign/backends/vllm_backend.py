@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from ..chat import end_of_turn_ids
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, ModelLoadError, first_line
 from ..generate import (GenerationRequest, GenerationSettings, decode_response, encode_requests,
                         request_keys, row_seed)
 
@@ -44,11 +44,6 @@ def check_vllm_usable() -> None:
     if not torch.cuda.is_available() and not vllm_is_cpu_build():
         raise ConfigError("the vllm backend needs a CUDA GPU and none is visible (or vLLM's CPU build, "
                           f"{CPU_INSTALL_HINT}); use backend=fast on CPU")
-
-
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _write_engine_log(e: Exception) -> str:
@@ -114,8 +109,8 @@ class VLLMBackend:
                               gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                               **engine_options)
         except Exception as e:  # vLLM's errors are long, multi-process tracebacks: one line + the log
-            raise ModelLoadError(f"vLLM could not start an engine for {spec!r}: {_first_line(e)} "
-                                 f"(full error: {_write_engine_log(e)})") from None
+            raise ModelLoadError(f"vLLM could not start an engine for {spec!r}: {type(e).__name__}: "
+                                 f"{first_line(e)[:300]} (full error: {_write_engine_log(e)})") from None
         return cls(engine, tokenizer)
 
     # ------------------------------------------------------------ generation

@@ -104,7 +104,7 @@ def write_training_table(cfg: AnnotateConfig, pairs, anns, train_pairs, labels, 
     rows, counts = annotations_to_training(list(by_id.values()), votes, weighting=cfg.training_weights)
     if not rows:
         raise DataError("no training rows (every judged pair is a tie); training table not written")
-    write_records(cfg.training_output, rows, layout or default_layout([r.to_record() for r in rows]))
+    write_records(cfg.training_output, rows, layout or default_layout(r.prompt for r in rows))
     return counts
 
 

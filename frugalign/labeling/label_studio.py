@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..data import atomic_path
 from ..errors import DataError
+from ..types import to_messages
 from .export import BatchItem, LabelRecord, parse_label
 
 CHOICE_NAME = "preferred"     # the Choices control; its value is the label as shown
@@ -66,17 +67,10 @@ LABEL_CONFIG = """\
 
 
 # ---------------------------------------------------------------- out
-def prompt_messages(item: BatchItem) -> list[dict]:
-    """The prompt as dialogue turns (a plain string is one user turn), system first."""
-    turns = [{"role": "user", "content": item.prompt}] if isinstance(item.prompt, str) else list(item.prompt)
-    system = [{"role": "system", "content": item.system}] if item.system else []
-    return [{"role": str(m["role"]), "content": str(m["content"])} for m in system + turns]
-
-
 def task_for(item: BatchItem) -> dict:
     """One Label Studio task; only what a labeller may see plus ids to find the key again."""
     return {"data": {"batch": item.batch, "item": item.index, "pair_id": item.pair_id,
-                     "messages": prompt_messages(item), "response_a": item.shown_a,
+                     "messages": to_messages(item.prompt, item.system), "response_a": item.shown_a,
                      "response_b": item.shown_b}}
 
 
