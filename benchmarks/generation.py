@@ -76,7 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--paths", default=None,
                    help="comma list of: plain (model.generate), fast, fast-nopack (continuous batching "
-                        "with the model's own modules, no fused/prepacked weights), vllm (its own engine; "
+                        "with the model's own modules, no fused/prepacked weights), fast-int8 (int8 weight "
+                        "matmuls, float32 models only), vllm (its own engine; "
                         "run with .venv-vllm/bin/python). Default: every installed path")
     p.add_argument("--device", default="cpu")
     p.add_argument("--random-init", action="store_true",
@@ -87,13 +88,21 @@ def parse_args(argv=None):
     p.add_argument("--quality-prompts", type=int, default=16,
                    help="greedy prompts for agreement / log-prob shift (0: skip)")
     p.add_argument("--quality-tokens", type=int, default=48)
+    p.add_argument("--gold-prompts", type=int, default=48,
+                   help="ifeval test prompts for the gold-score comparison of each path's pool with plain "
+                        "float32 generate's (n samples each, temperature 0.9, top_p 0.95; 0: skip)")
     p.add_argument("--profile", action="store_true",
                    help="only profile each path (torch.profiler, 4 prompts × n, 32 tokens) and print top ops")
     args = p.parse_args(argv)
     if args.paths is None:
         from frugalign.backends import vllm_available
 
-        args.paths = "plain,fast" + (",vllm" if vllm_available() else "")
+        from frugalign.backends.runner import can_quantize
+
+        import torch
+
+        int8 = can_quantize(torch.device(args.device), torch.float32) and "float32" in args.dtypes.split(",")
+        args.paths = "plain,fast" + (",fast-int8" if int8 else "") + (",vllm" if vllm_available() else "")
     return args
 
 
@@ -133,7 +142,7 @@ def make_backend(path: str, model, tok, spec: str = "smollm2-135m-instruct"):
             _VLLM[dtype] = get_backend("vllm", None, tok, model_spec=spec, dtype=dtype)
         return _VLLM[dtype]
     if path == "fast-nopack":
-        return FastBackend(model, tok, pack=False, progress=False)
+        return FastBackend(model, tok, weights="model", progress=False)
     return get_backend("transformers" if path == "plain" else path, model, tok, progress=False)
 
 
@@ -195,6 +204,10 @@ def quality(args, model32, tok, reqs, dtype: str, model) -> str:
         ad = sum(a == b for a, b in zip(same, out)) / len(out)
         lines.append(f"  {p:11s} {dtype:8s} greedy ({args.quality_tokens} tokens) identical to plain generate: "
                      f"float32 {a32:.0%}, {dtype} {ad:.0%} of {len(out)} prompts")
+    if "fast-int8" in args.paths.split(",") and model is model32:
+        mean, mabs = runner_logprob_shift(model32, tok, reqs, [o[0] for o in ref32], "int8")
+        lines.append(f"  mean per-token log-prob shift fast-int8 − float32 on float32 greedy responses: "
+                     f"{mean:+.4f} nats (mean |shift| {mabs:.4f}; teacher-forced through the runner)")
     if model is not model32:
         items = [(r.prompt, o[0]) for r, o in zip(reqs, ref32) if o[0].strip()]
         a = LogProbScorer(model32, tok, progress=False).score(items)
@@ -203,6 +216,74 @@ def quality(args, model32, tok, reqs, dtype: str, model) -> str:
         lines.append(f"  mean per-token log-prob shift {dtype} − float32 on float32 greedy responses: "
                      f"{statistics.mean(shifts):+.4f} nats (mean |shift| {statistics.mean(map(abs, shifts)):.4f})")
     return "\n".join(lines)
+
+
+def gold_quality(args, model32, tok, dtype: str, model) -> str:
+    """Gold score of each path's sampled pool vs plain float32 ``generate``'s, paired over test prompts.
+
+    Same ifeval test prompts, same seed and settings as a study pool. Plain
+    ``generate`` draws from one global generator and the frugalign paths from
+    per-sequence ones, so their samples differ even where the arithmetic is
+    exact: the plain-vs-``fast`` row measures that sampling noise. ``fast``
+    and ``fast-int8`` share the per-sequence seeds, so their difference is the
+    quantization's alone.
+    """
+    from frugalign.bench.registry import get_task
+    from frugalign.generate import GenerationRequest, GenerationSettings
+    from frugalign.paired import mean_ci, paired_difference
+
+    task = get_task("ifeval")
+    prompts = task.prompts(args.gold_prompts, split="test")
+    reqs = [GenerationRequest(p.prompt) for p in prompts]
+    s = GenerationSettings(args.n, 0.9, 0.95, args.max_new_tokens, 0, int(args.batch_sizes.split(",")[0]))
+    gold = {}
+    for path in args.paths.split(","):
+        m = model32 if path == "plain" else model
+        out = make_backend(path, m, tok, args.model).generate(reqs, s)
+        gold[path] = {p.id: sum(task.score(p, r) for r in rs) / len(rs) for p, rs in zip(prompts, out)}
+    lines = [f"  gold score (ifeval, {len(prompts)} test prompts × n={args.n}, 95% bootstrap over prompts)"]
+    for path, by_prompt in gold.items():
+        e = mean_ci(by_prompt)
+        line = f"  {path:11s} {dtype if path != 'plain' else 'float32':8s} mean {e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+        for base in ("plain", "fast"):
+            if base in gold and base != path and not (base == "fast" and path == "plain"):
+                d = paired_difference(by_prompt, gold[base])
+                line += f"   − {base}: {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def runner_logprob_shift(model, tok, reqs, responses, weights: str) -> tuple[float, float]:
+    """Mean (and mean |·|) per-token log-prob shift of ``responses`` under ``weights`` vs the model's own float32.
+
+    Teacher-forced through the fast runner (prefill the prompt, then one decode
+    step per response token), so the lossy path is scored with exactly the
+    arithmetic it generates with.
+    """
+    import torch
+
+    from frugalign.backends.runner import DecoderRunner
+    from frugalign.generate import context_limit, encode_requests
+
+    runners = {w: DecoderRunner(model, weights=w) for w in ("model", weights)}
+    shifts = []
+    for req, resp in zip(reqs, responses):
+        prompt = encode_requests(tok, [req], 0, context_limit(model))[0]
+        tokens = tok(resp, add_special_tokens=False)["input_ids"]
+        if not tokens:
+            continue
+        total = {}
+        for w, runner in runners.items():
+            cache = runner.new_cache(1, len(prompt) + len(tokens))
+            logits = runner.prefill(cache, [prompt], [[0]])[0]
+            lp = 0.0
+            for t, tok_id in enumerate(tokens):
+                lp += float(torch.log_softmax(logits, -1)[tok_id])
+                if t + 1 < len(tokens):
+                    logits = runner.decode(cache, torch.tensor([tok_id]), torch.tensor([len(prompt) + t]))[0]
+            total[w] = lp
+        shifts.append((total[weights] - total["model"]) / len(tokens))
+    return statistics.mean(shifts), statistics.mean(map(abs, shifts))
 
 
 def summarise(rows: list[dict]) -> None:
@@ -255,6 +336,9 @@ def main(argv=None) -> int:
         if args.quality_prompts:
             model32 = model32 or load(args, "float32")[0]
             notes.append(quality(args, model32, tok, reqs, dtype, model))
+        if args.gold_prompts:
+            model32 = model32 or load(args, "float32")[0]
+            notes.append(gold_quality(args, model32, tok, dtype, model))
     summarise(rows)
     if notes:
         print("\nquality (greedy decoding)\n" + "\n".join(notes))
