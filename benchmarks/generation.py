@@ -7,8 +7,10 @@ from other work on the machine does not favour one side. Prints tokens/s
 re-tokenised) and responses/s for each path and its speed-up over plain
 ``generate`` at the same precision and batch size (by wall clock and by this
 process's CPU time), then greedy agreement of every path with plain
-``generate`` (float32 and the same precision) and, for precisions other than
-float32, the mean per-token log-prob shift.
+``generate`` (float32 and the same precision), for precisions other than
+float32 the mean per-token log-prob shift, and the gold score (ifeval
+checkers) of a sampled pool from every path vs plain float32 ``generate``'s,
+paired over test prompts (``--gold-prompts``).
 
     python benchmarks/generation.py                       # SmolLM2-135M, 16 prompts × 4, 96 tokens
     python benchmarks/generation.py --dtypes float32 --threads 1 --repeats 3
@@ -76,8 +78,7 @@ def parse_args(argv=None):
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--paths", default=None,
                    help="comma list of: plain (model.generate), fast, fast-nopack (continuous batching "
-                        "with the model's own modules, no fused/prepacked weights), fast-int8 (int8 weight "
-                        "matmuls, float32 models only), vllm (its own engine; "
+                        "with the model's own modules, no fused/prepacked weights), vllm (its own engine; "
                         "run with .venv-vllm/bin/python). Default: every installed path")
     p.add_argument("--device", default="cpu")
     p.add_argument("--random-init", action="store_true",
@@ -97,12 +98,7 @@ def parse_args(argv=None):
     if args.paths is None:
         from frugalign.backends import vllm_available
 
-        from frugalign.backends.runner import can_quantize
-
-        import torch
-
-        int8 = can_quantize(torch.device(args.device), torch.float32) and "float32" in args.dtypes.split(",")
-        args.paths = "plain,fast" + (",fast-int8" if int8 else "") + (",vllm" if vllm_available() else "")
+        args.paths = "plain,fast" + (",vllm" if vllm_available() else "")
     return args
 
 
@@ -142,7 +138,7 @@ def make_backend(path: str, model, tok, spec: str = "smollm2-135m-instruct"):
             _VLLM[dtype] = get_backend("vllm", None, tok, model_spec=spec, dtype=dtype)
         return _VLLM[dtype]
     if path == "fast-nopack":
-        return FastBackend(model, tok, weights="model", progress=False)
+        return FastBackend(model, tok, pack=False, progress=False)
     return get_backend("transformers" if path == "plain" else path, model, tok, progress=False)
 
 
@@ -204,10 +200,6 @@ def quality(args, model32, tok, reqs, dtype: str, model) -> str:
         ad = sum(a == b for a, b in zip(same, out)) / len(out)
         lines.append(f"  {p:11s} {dtype:8s} greedy ({args.quality_tokens} tokens) identical to plain generate: "
                      f"float32 {a32:.0%}, {dtype} {ad:.0%} of {len(out)} prompts")
-    if "fast-int8" in args.paths.split(",") and model is model32:
-        mean, mabs = runner_logprob_shift(model32, tok, reqs, [o[0] for o in ref32], "int8")
-        lines.append(f"  mean per-token log-prob shift fast-int8 − float32 on float32 greedy responses: "
-                     f"{mean:+.4f} nats (mean |shift| {mabs:.4f}; teacher-forced through the runner)")
     if model is not model32:
         items = [(r.prompt, o[0]) for r, o in zip(reqs, ref32) if o[0].strip()]
         a = LogProbScorer(model32, tok, progress=False).score(items)
@@ -224,9 +216,8 @@ def gold_quality(args, model32, tok, dtype: str, model) -> str:
     Same ifeval test prompts, same seed and settings as a study pool. Plain
     ``generate`` draws from one global generator and the frugalign paths from
     per-sequence ones, so their samples differ even where the arithmetic is
-    exact: the plain-vs-``fast`` row measures that sampling noise. ``fast``
-    and ``fast-int8`` share the per-sequence seeds, so their difference is the
-    quantization's alone.
+    exact: in float32 the ``fast`` − plain row measures that sampling noise
+    alone; in another precision it adds the precision's effect.
     """
     from frugalign.bench.registry import get_task
     from frugalign.generate import GenerationRequest, GenerationSettings
@@ -245,45 +236,11 @@ def gold_quality(args, model32, tok, dtype: str, model) -> str:
     for path, by_prompt in gold.items():
         e = mean_ci(by_prompt)
         line = f"  {path:11s} {dtype if path != 'plain' else 'float32':8s} mean {e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
-        for base in ("plain", "fast"):
-            if base in gold and base != path and not (base == "fast" and path == "plain"):
-                d = paired_difference(by_prompt, gold[base])
-                line += f"   − {base}: {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+        if path != "plain" and "plain" in gold:
+            d = paired_difference(by_prompt, gold["plain"])
+            line += f"   − plain float32: {d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
         lines.append(line)
     return "\n".join(lines)
-
-
-def runner_logprob_shift(model, tok, reqs, responses, weights: str) -> tuple[float, float]:
-    """Mean (and mean |·|) per-token log-prob shift of ``responses`` under ``weights`` vs the model's own float32.
-
-    Teacher-forced through the fast runner (prefill the prompt, then one decode
-    step per response token), so the lossy path is scored with exactly the
-    arithmetic it generates with.
-    """
-    import torch
-
-    from frugalign.backends.runner import DecoderRunner
-    from frugalign.generate import context_limit, encode_requests
-
-    runners = {w: DecoderRunner(model, weights=w) for w in ("model", weights)}
-    shifts = []
-    for req, resp in zip(reqs, responses):
-        prompt = encode_requests(tok, [req], 0, context_limit(model))[0]
-        tokens = tok(resp, add_special_tokens=False)["input_ids"]
-        if not tokens:
-            continue
-        total = {}
-        for w, runner in runners.items():
-            cache = runner.new_cache(1, len(prompt) + len(tokens))
-            logits = runner.prefill(cache, [prompt], [[0]])[0]
-            lp = 0.0
-            for t, tok_id in enumerate(tokens):
-                lp += float(torch.log_softmax(logits, -1)[tok_id])
-                if t + 1 < len(tokens):
-                    logits = runner.decode(cache, torch.tensor([tok_id]), torch.tensor([len(prompt) + t]))[0]
-            total[w] = lp
-        shifts.append((total[weights] - total["model"]) / len(tokens))
-    return statistics.mean(shifts), statistics.mean(map(abs, shifts))
 
 
 def summarise(rows: list[dict]) -> None:
@@ -341,7 +298,7 @@ def main(argv=None) -> int:
             notes.append(gold_quality(args, model32, tok, dtype, model))
     summarise(rows)
     if notes:
-        print("\nquality (greedy decoding)\n" + "\n".join(notes))
+        print("\nquality\n" + "\n".join(notes))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -21,12 +21,12 @@ def _reqs(prompts=PROMPTS):
     return [GenerationRequest(p) for p in prompts]
 
 
-@pytest.mark.parametrize("pack", ["model", "packed"])
+@pytest.mark.parametrize("pack", [False, True])
 @pytest.mark.parametrize("batch_size", [1, 4, 16])
 def test_fast_greedy_equals_plain_generate_float32(tiny_model, tiny_tokenizer, pack, batch_size):
     s = GenerationSettings(n=1, temperature=0.0, max_new_tokens=24, batch_size=batch_size)
     plain = TransformersBackend(tiny_model, tiny_tokenizer, progress=False).generate(_reqs(), s)
-    fast = FastBackend(tiny_model, tiny_tokenizer, weights=pack, progress=False).generate(_reqs(), s)
+    fast = FastBackend(tiny_model, tiny_tokenizer, pack=pack, progress=False).generate(_reqs(), s)
     assert fast == plain
 
 
@@ -61,13 +61,13 @@ def test_stats_count_tokens_and_occupancy(tiny_model, tiny_tokenizer):
     assert 0 < st.mean_rows <= 4 and st.prefill_prompts >= len(PROMPTS)
 
 
-@pytest.mark.parametrize("pack", ["model", "packed"])
+@pytest.mark.parametrize("pack", [False, True])
 def test_shared_prefix_is_encoded_once_and_changes_nothing(tiny_model, tiny_tokenizer, pack):
     system = "You are a careful assistant. Answer in one short sentence, please."
     reqs = [GenerationRequest(p, system=system) for p in PROMPTS]
     s = GenerationSettings(n=1, temperature=0.0, max_new_tokens=16, batch_size=4)
     plain = TransformersBackend(tiny_model, tiny_tokenizer, progress=False).generate(reqs, s)
-    backend = FastBackend(tiny_model, tiny_tokenizer, weights=pack, progress=False)
+    backend = FastBackend(tiny_model, tiny_tokenizer, pack=pack, progress=False)
     assert backend.generate(reqs, s) == plain
     ids = encode_requests(tiny_tokenizer, reqs, 16, 256)
     shared = backend.stats.shared_prefix
@@ -119,8 +119,8 @@ def test_row_seed_is_stable_and_spread():
 
 def test_runner_prefill_logits_match_model(tiny_model, tiny_tokenizer):
     ids = tiny_tokenizer(["Paris is the capital", "x"], add_special_tokens=True)["input_ids"]
-    for pack in ("model", "packed"):
-        runner = DecoderRunner(tiny_model, weights=pack)
+    for pack in (False, True):
+        runner = DecoderRunner(tiny_model, pack=pack)
         cache = runner.new_cache(3, 32)
         logits = runner.prefill(cache, ids, [[0, 2], [1]])
         with torch.no_grad():
@@ -208,5 +208,5 @@ def test_fast_greedy_equals_plain_generate_on_the_embedded_default():
     s = GenerationSettings(n=1, temperature=0.0, max_new_tokens=32, batch_size=3)
     plain = TransformersBackend(model, tok, progress=False).generate(reqs, s)
     backend = FastBackend(model, tok, progress=False)
-    assert backend.runner.weights == "packed" and backend.generate(reqs, s) == plain
+    assert backend.runner.pack and backend.generate(reqs, s) == plain
     assert backend.stats.shared_prefix >= 8 and all(r[0].strip() for r in plain)

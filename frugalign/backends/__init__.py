@@ -4,8 +4,6 @@
 ``transformers``  plain ``model.generate`` (the reference; any causal LM)
 ``fast``          continuous batching on a slot KV cache, per-prompt seeds
                   (Llama-family models; others fall back to ``transformers``)
-``fast-int8``     ``fast`` with int8 weight matmuls (CPU float32, FBGEMM): lossy,
-                  ≈ 1.6× ``fast`` at batch 16 on an AVX2 CPU (docs/generation.md)
 ``vllm``          vLLM engine on a CUDA GPU (``pip install frugalign[vllm]``), or on a CPU
                   with vLLM's CPU build (``scripts/setup-vllm.sh``, its own venv)
 ``auto``          ``vllm`` when it is installed and a GPU is present, else ``fast``
@@ -20,7 +18,7 @@ from typing import Callable
 
 from ..errors import ConfigError
 
-BACKENDS = ("transformers", "fast", "fast-int8", "vllm", "auto")
+BACKENDS = ("transformers", "fast", "vllm", "auto")
 
 
 def vllm_available() -> bool:
@@ -70,15 +68,10 @@ def get_backend(name: str, model=None, tokenizer=None, *, model_spec: str | None
         return VLLMBackend.from_model(model_spec, tokenizer=tokenizer, dtype=dtype, **vllm_options)
     if model is None or tokenizer is None:
         raise ConfigError(f"the {name} backend needs a loaded model and tokenizer")
-    if name in ("fast", "fast-int8"):
+    if name == "fast":
         from .fast_cpu import FastBackend
-        from .runner import can_quantize
 
-        weights = "int8" if name == "fast-int8" else "auto"
-        if weights == "int8" and not can_quantize(model.device, model.dtype):
-            raise ConfigError(f"backend=fast-int8 needs a float32 model on a CPU with torch's FBGEMM engine "
-                              f"(dtype=float32); got {model.dtype} on {model.device}")
-        return FastBackend(model, tokenizer, threads=threads, weights=weights, progress=progress)
+        return FastBackend(model, tokenizer, threads=threads, progress=progress)
     from ..generate import TransformersBackend
 
     return TransformersBackend(model, tokenizer, progress=progress)

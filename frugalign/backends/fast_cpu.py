@@ -82,7 +82,6 @@ class FastStats:
     prompt_reuses: int = 0           # sequences started from another slot's prompt K/V (no prefill)
     row_steps: int = 0               # Σ live rows over decode steps (batch occupancy)
     seconds: float = 0.0
-    prepare_seconds: float = 0.0     # fusing / prepacking / quantizing the weights (once per backend)
 
     @property
     def mean_rows(self) -> float:
@@ -111,11 +110,9 @@ class FastBackend:
     decoded together). ``threads`` sets torch's thread count while
     generating: on a shared or oversubscribed CPU one thread per process is
     often much faster than two (OpenMP barriers stall when a core is taken).
-    ``weights`` (see :class:`.runner.DecoderRunner`): ``auto`` fuses and
-    prepacks the weight matmuls where oneDNN supports the dtype; ``model``
-    keeps the model's own modules, for bit-level float32 parity with
-    ``generate``; ``int8`` quantizes them (lossy; backend ``fast-int8``,
-    LoRA adapters merged into the quantized weights).
+    ``pack`` (default: on where oneDNN supports the dtype) fuses and
+    prepacks the weight matmuls (see :mod:`.runner`); ``pack=False`` keeps
+    the model's own modules, for bit-level float32 parity with ``generate``.
     Models the runner does not support (see :data:`runner.SUPPORTED_TYPES`)
     fall back to :class:`TransformersBackend` with a warning.
     """
@@ -123,7 +120,7 @@ class FastBackend:
     per_prompt_seeding = True
     min_shared_prefix = 8
 
-    def __init__(self, model, tokenizer, *, threads: int | None = None, weights: str = "auto",
+    def __init__(self, model, tokenizer, *, threads: int | None = None, pack: bool | None = None,
                  progress: bool = True):
         self.model, self.tokenizer, self.threads, self.progress = model, tokenizer, threads, progress
         self.stop_ids = end_of_turn_ids(tokenizer)
@@ -135,9 +132,7 @@ class FastBackend:
             self.fallback = TransformersBackend(model, tokenizer, progress=progress)
             self.per_prompt_seeding = False
         else:
-            start = time.perf_counter()
-            self.runner = DecoderRunner(model, weights=weights)
-            self.stats.prepare_seconds = time.perf_counter() - start
+            self.runner = DecoderRunner(model, pack=pack)
 
     def generate(self, requests: Sequence[GenerationRequest],
                  settings: GenerationSettings) -> list[list[str]]:
@@ -147,7 +142,7 @@ class FastBackend:
             return self.fallback.generate(requests, settings)
         ids = encode_requests(self.tokenizer, requests, settings.max_new_tokens, context_limit(self.model))
         keys = request_keys(requests)
-        self.stats = FastStats(prepare_seconds=self.stats.prepare_seconds)
+        self.stats = FastStats()
         start = time.perf_counter()
         with torch_threads(self.threads):
             seqs = self._run(ids, keys, settings)

@@ -7,13 +7,13 @@ of ``slots`` rows; every row has its own length, so a finished row's slot can
 be handed to a new sequence at once (continuous batching), and every decode
 step runs only rows that are still generating.
 
-It reuses the model's own norms, rotary embedding and (with ``weights="model"``)
+It reuses the model's own norms, rotary embedding and (with ``pack=False``)
 projections, MLP and LM head, so that arithmetic is the model's, LoRA-wrapped
 projections included; the cache and the attention call are its own and
 mirror transformers' SDPA path (GQA packed for single-token decoding,
 repeated K/V for prefill).
 
-``weights="packed"`` (CPU, float32/bfloat16) is the exact speed path: the Q/K/V
+``pack=True`` (CPU, float32/bfloat16) is the speed path: the Q/K/V
 projections become one matmul, gate and up another, and every weight is
 pre-reordered once into oneDNN's blocked layout (what ``torch.compile``'s
 weight freezing does, without the compile). On a small CPU this makes the
@@ -22,28 +22,16 @@ where a decode step spends its time. The summation order changes, so
 float32 logits differ from the model's in the last bits (greedy agreement is
 measured in the benchmark); plain ``nn.Linear`` modules only: a LoRA-wrapped
 layer keeps its own modules.
-
-``weights="int8"`` (CPU float32, where torch has FBGEMM) is the lossy speed
-path: the same fused matmuls with int8 weights (one scale per output channel)
-and activations quantized per row at run time. A small-batch decode step
-streams every weight from memory, so a quarter of the bytes is most of the
-gain; FBGEMM's int8 kernels run on AVX2. Merge LoRA adapters first (the
-backend does, see :class:`.fast_cpu.FastBackend`). How far it moves the
-outputs (greedy agreement, per-token log-prob shift, the gold score of a
-pool) is measured in ``benchmarks/generation.py`` and ``docs/generation.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-WEIGHTS = ("auto", "model", "packed", "int8")
 
 
 def unsupported_reason(model) -> str | None:
@@ -73,12 +61,6 @@ def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
     return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def can_quantize(device: torch.device, dtype: torch.dtype) -> bool:
-    """FBGEMM int8 matmuls exist for CPU float32 models (x86 builds of torch)."""
-    return device.type == "cpu" and dtype == torch.float32 and \
-        "fbgemm" in torch.backends.quantized.supported_engines
-
-
 class PackedLinear:
     """Several ``nn.Linear`` sharing an input, fused into one prepacked oneDNN matmul."""
 
@@ -99,96 +81,24 @@ class PackedLinear:
         return y.split(self.splits, -1) if len(self.splits) > 1 else y
 
 
-class Int8Linear:
-    """Several ``nn.Linear`` sharing an input, fused into one FBGEMM int8 matmul.
-
-    Weights: symmetric int8, one scale per output channel. Activations: FBGEMM
-    quantizes its whole input with one scale, so each row is first divided by
-    its own max magnitude (and the output multiplied back): per-row scales,
-    so a row of small activations keeps its precision beside a large one.
-    ``reduce_range`` (7-bit activations) avoids the int16 saturation of
-    AVX2's ``vpmaddubsw``.
-    """
-
-    def __init__(self, linears: list[torch.nn.Module]):
-        parts = [_merged_linear(m) for m in linears]
-        w = torch.cat([weight for weight, _ in parts], 0)
-        self.splits = [weight.shape[0] for weight, _ in parts]
-        self.out = w.shape[0]
-        scale = (w.abs().amax(1) / 127).clamp_min(1e-12).double()
-        with warnings.catch_warnings():   # torch 2.13 deprecates making qint8 tensors, not FBGEMM's kernels
-            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
-            q = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-        self.bias = None                       # added after the row scales are undone
-        if any(b is not None for _, b in parts):
-            self.bias = torch.cat([b if b is not None else torch.zeros(weight.shape[0]) for weight, b in parts])
-        with _fbgemm():
-            self.weight = torch.ops.quantized.linear_prepack(q, None)
-
-    def __call__(self, x: torch.Tensor):
-        x2 = x.reshape(-1, x.shape[-1])
-        amax = x2.abs().amax(-1, keepdim=True).clamp_min(1e-6)
-        with _fbgemm():
-            y = torch.ops.quantized.linear_dynamic(x2 / amax, self.weight, True) * amax
-        if self.bias is not None:
-            y = y + self.bias
-        y = y.reshape(*x.shape[:-1], self.out)
-        return y.split(self.splits, -1) if len(self.splits) > 1 else y
-
-
-@contextlib.contextmanager
-def _fbgemm():
-    """Quantized ops dispatch on a global engine; FBGEMM's are the fast ones for dynamic int8 linears."""
-    before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = "fbgemm"
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = before
-
-
-def _merged_linear(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(weight, bias)`` in float32 of a ``nn.Linear`` or a peft LoRA linear, its active adapters merged in."""
-    if type(m) is torch.nn.Linear:
-        return m.weight.detach().float(), None if m.bias is None else m.bias.detach().float()
-    base = getattr(m, "base_layer", None)
-    if type(base) is not torch.nn.Linear or not hasattr(m, "get_delta_weight"):
-        raise ValueError(f"cannot quantize a {type(m).__name__} (plain or LoRA-wrapped nn.Linear only)")
-    weight = base.weight.detach().float()
-    if not getattr(m, "merged", False):
-        for name in m.active_adapters:
-            if name in m.lora_A:
-                weight = weight + m.get_delta_weight(name).detach().float()
-    return weight, None if base.bias is None else base.bias.detach().float()
-
-
-def _fusable(weights: str, *mods) -> bool:
-    """Whether ``mods`` can become one fused matmul: plain linears, or (int8, which merges adapters) LoRA ones."""
-    if weights == "int8":
-        return all(type(m) is torch.nn.Linear or type(getattr(m, "base_layer", None)) is torch.nn.Linear
-                   for m in mods)
-    return _plain_linears(*mods)
-
-
 def _plain_linears(*mods) -> bool:
     return all(type(m) is torch.nn.Linear for m in mods)
 
 
 class _LayerOps:
-    """The matmul parts of one decoder layer: the model's modules, or fused ones (prepacked float or int8)."""
+    """The matmul parts of one decoder layer: the model's modules, or fused prepacked ones."""
 
-    def __init__(self, layer, weights: str):
+    def __init__(self, layer, pack: bool):
         a, mlp = layer.self_attn, layer.mlp
         self.a, self.mlp = a, mlp
-        fused = {"packed": PackedLinear, "int8": Int8Linear}.get(weights)
-        self.packed = fused is not None and _fusable(weights, a.q_proj, a.k_proj, a.v_proj, a.o_proj) \
-            and _fusable(weights, getattr(mlp, "gate_proj", None), getattr(mlp, "up_proj", None),
-                         getattr(mlp, "down_proj", None))
+        self.packed = pack and _plain_linears(a.q_proj, a.k_proj, a.v_proj, a.o_proj) \
+            and _plain_linears(getattr(mlp, "gate_proj", None), getattr(mlp, "up_proj", None),
+                               getattr(mlp, "down_proj", None))
         if self.packed:
-            self.qkv_w = fused([a.q_proj, a.k_proj, a.v_proj])
-            self.o_w = fused([a.o_proj])
-            self.gate_up_w = fused([mlp.gate_proj, mlp.up_proj])
-            self.down_w = fused([mlp.down_proj])
+            self.qkv_w = PackedLinear([a.q_proj, a.k_proj, a.v_proj])
+            self.o_w = PackedLinear([a.o_proj])
+            self.gate_up_w = PackedLinear([mlp.gate_proj, mlp.up_proj])
+            self.down_w = PackedLinear([mlp.down_proj])
 
     def qkv(self, h):
         if self.packed:
@@ -221,32 +131,10 @@ class SlotCache:
             t[d] = t.index_select(0, s)
 
 
-def _resolve_weights(weights: str, device: torch.device, dtype: torch.dtype) -> str:
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
-    if weights == "auto":
-        return "packed" if can_pack(device, dtype) else "model"
-    if weights == "packed" and not can_pack(device, dtype):
-        raise ValueError(f"weights=packed needs a CPU float32 model (or bfloat16 with AVX-512 BF16); "
-                         f"got {device.type} {str(dtype).removeprefix('torch.')}")
-    if weights == "int8" and not can_quantize(device, dtype):
-        raise ValueError(f"weights=int8 needs a CPU float32 model and torch's FBGEMM engine; got "
-                         f"{device.type} {str(dtype).removeprefix('torch.')}, engines "
-                         f"{torch.backends.quantized.supported_engines}")
-    return weights
-
-
 class DecoderRunner:
-    """Prefill and single-token decode steps on a :class:`SlotCache`.
+    """Prefill and single-token decode steps on a :class:`SlotCache`."""
 
-    ``weights``: ``model`` (the model's own modules: float32 parity with
-    ``generate``), ``packed`` (fused, prepacked oneDNN float matmuls), ``int8``
-    (fused FBGEMM int8 matmuls, lossy) or ``auto`` (``packed`` where oneDNN
-    supports the dtype, else ``model``). A setting the device or dtype cannot
-    run is a ``ValueError``.
-    """
-
-    def __init__(self, model, *, weights: str = "auto"):
+    def __init__(self, model, *, pack: bool | None = None):
         reason = unsupported_reason(model)
         if reason:
             raise ValueError(reason)
@@ -259,11 +147,11 @@ class DecoderRunner:
         self.scaling = self.layers[0].self_attn.scaling
         weight = self.body.embed_tokens.weight
         self.device, self.dtype = weight.device, weight.dtype
-        self.weights = _resolve_weights(weights, self.device, self.dtype)
-        self.ops = [_LayerOps(layer, self.weights) for layer in self.layers]
+        usable = can_pack(self.device, self.dtype)
+        self.pack = usable if pack is None else (pack and usable)
+        self.ops = [_LayerOps(layer, self.pack) for layer in self.layers]
         head = self.lm_head
-        fused = {"packed": PackedLinear, "int8": Int8Linear}.get(self.weights)
-        self.head = fused([head]) if fused and _fusable(self.weights, head) else head
+        self.head = PackedLinear([head]) if self.pack and _plain_linears(head) else head
 
     def new_cache(self, slots: int, length: int) -> SlotCache:
         """Zeroed K/V for ``slots`` sequences of up to ``length`` tokens (prompt + response)."""
