@@ -45,8 +45,8 @@ def scorers(tiny_model, tiny_model_b, tiny_tokenizer):
     from conftest import build_tokenizer
 
     plain_tok = build_tokenizer(chat_template=False)  # the weak model renders without a template
-    strong = LogProbScorer(tiny_model, tiny_tokenizer, progress=False)
-    weak = LogProbScorer(tiny_model_b, plain_tok, progress=False)
+    strong = LogProbScorer(tiny_model, tiny_tokenizer, progress=False, score_end_of_turn=False)
+    weak = LogProbScorer(tiny_model_b, plain_tok, progress=False, score_end_of_turn=False)
     return strong, weak
 
 
@@ -145,3 +145,17 @@ def test_cache_serves_identical_scores_and_tracks_weight_changes(tiny_tokenizer,
     assert model_fingerprint(model) != before
     second.score(items)  # the same scorer object notices the new weights
     assert second.stats["cache_hits"] == 3 and second.stats["cache_misses"] == 4
+
+
+def test_sums_run_over_response_tokens_only_on_both_sides(tiny_model, tiny_tokenizer, scorers):
+    """The chat model's end-of-turn token is not a response token; the template-less weak model has none."""
+    strong, weak = scorers
+    item = ScoreItem("Write a short poem about the sea.", "The sea is blue.")
+    with_eot = LogProbScorer(tiny_model, tiny_tokenizer, progress=False).score([item])[0]
+    assert with_eot.n_tokens == strong.score([item])[0].n_tokens + 1 == weak.score([item])[0].n_tokens + 1
+    for bad in (LogProbScorer(tiny_model, tiny_tokenizer, progress=False),
+                CachedScorer(LogProbScorer(tiny_model, tiny_tokenizer, progress=False), None)):
+        with pytest.raises(ConfigError, match="response tokens only: build the strong scorer"):
+            DensityRatioReward(bad, weak)
+        with pytest.raises(ConfigError, match="response tokens only: build the weak scorer"):
+            DensityRatioReward(strong, bad)

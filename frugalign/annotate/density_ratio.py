@@ -192,8 +192,13 @@ class DensityRatioReward:
     """r = Σ log p_strong − Σ log p_weak with per-domain system prompts.
 
     ``strong``/``weak`` are :class:`~frugalign.logprobs.LogProbScorer` or
-    :class:`~.cache.CachedScorer`. ``domain_prompts=None`` scores the plain
-    ratio (no system prompt inserted, RewardBench's DPO-mode anchor).
+    :class:`~.cache.CachedScorer`, built with ``score_end_of_turn=False``:
+    the sums run over response tokens only (the specification). A chat
+    model's end-of-turn token is not part of the response, and a base model
+    (Gemma-3-270M here) has none, so scoring it on one side only would add a
+    term to one model's sum that the other never has. ``domain_prompts=None``
+    scores the plain ratio (no system prompt inserted, RewardBench's DPO-mode
+    anchor).
     """
 
     def __init__(self, strong, weak, *, router=None, domain_prompts: dict[str, str] | None = DOMAIN_PROMPTS,
@@ -201,6 +206,10 @@ class DensityRatioReward:
         if domain_prompts is not None and default_domain not in domain_prompts:
             raise ConfigError(f"default_domain {default_domain!r} has no system prompt; "
                               f"known: {sorted(domain_prompts)}")
+        for role, scorer in (("strong", strong), ("weak", weak)):
+            if getattr(getattr(scorer, "scorer", scorer), "score_end_of_turn", False):
+                raise ConfigError(f"Dr.SoW sums response tokens only: build the {role} scorer with "
+                                  f"score_end_of_turn=False")
         self.strong, self.weak, self.router = strong, weak, router
         self.domain_prompts, self.default_domain, self.few_shot = domain_prompts, default_domain, few_shot
         self.counts: Counter = Counter()

@@ -111,12 +111,13 @@ def check_models(s: AnnotatorSettings) -> None:
             raise ModelLoadError(f"{role} model {spec!r}: {e}") from None
 
 
-def _cached_scorer(model, tok, s: AnnotatorSettings, cache, desc: str):
+def _cached_scorer(model, tok, s: AnnotatorSettings, cache, desc: str, *, score_end_of_turn: bool = True):
     from ..logprobs import LogProbScorer
     from .cache import CachedScorer
 
     scorer = LogProbScorer(model, tok, token_budget=s.token_budget, max_batch=s.max_batch,
-                           overflow=s.overflow, progress=s.progress, desc=desc)
+                           overflow=s.overflow, progress=s.progress, desc=desc,
+                           score_end_of_turn=score_end_of_turn)
     return CachedScorer(scorer, cache)
 
 
@@ -162,8 +163,8 @@ def build_density_ratio(s: AnnotatorSettings, cache):
     few_shot = {**dr.FEW_SHOT, **(domains.get("few_shot") or {})} if s.few_shot else None
     router = _router(s, domains, list(prompts or dr.DOMAIN_PROMPTS), strong) if prompts else None
     reward = dr.DensityRatioReward(
-        _cached_scorer(*strong, s, cache, f"strong ({s.model})"),
-        _cached_scorer(*weak, s, cache, f"weak ({s.ref_model or DEFAULT_WEAK})"),
+        _cached_scorer(*strong, s, cache, f"strong ({s.model})", score_end_of_turn=False),
+        _cached_scorer(*weak, s, cache, f"weak ({s.ref_model or DEFAULT_WEAK})", score_end_of_turn=False),
         router=router, domain_prompts=prompts, default_domain=s.default_domain, few_shot=few_shot)
     return RewardAnnotator(reward, "density_ratio", temperature=s.temperature,
                            nan_policy=s.nan_policy, progress=s.progress)
