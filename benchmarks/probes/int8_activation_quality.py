@@ -17,7 +17,7 @@ model, tok = load_model("smollm2-135m-instruct")
 sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))
 from generation import PROMPTS
 class Q(torch.nn.Module):
-    def __init__(self, lin, per_row, rr, wbits=8):
+    def __init__(self, lin, per_row, rr):
         super().__init__()
         w = lin.weight.detach().float()
         s = (w.abs().amax(1) / 127).clamp_min(1e-12).double()

