@@ -75,6 +75,13 @@ def _convert(name: str, value: Any, bases: tuple) -> Any:
                     return list(value)
                 return [v.strip() for v in str(value).split(",") if v.strip()]
             if base is dict:
+                if isinstance(value, str):  # key=value on the command line: a YAML mapping, e.g. {drsow: [0, 1]}
+                    import yaml
+
+                    try:
+                        value = yaml.safe_load(value)
+                    except yaml.YAMLError:
+                        continue
                 if isinstance(value, dict):
                     return value
                 continue

@@ -19,6 +19,7 @@ class Toy:
     temperature: float = 0.7
     share: bool = True
     ref: str | None = None
+    per_method: dict | None = None
 
 
 def test_help_lists_commands(capsys):
@@ -49,8 +50,11 @@ def test_config_layering(tmp_path):
     assert {"demo", "recipe-frugal", "study-quick", "study-standard"} <= set(preset_names())
     with pytest.raises(ConfigError, match="a preset"):
         build_config(Toy, parser.parse_args(["no-such-preset"]))
+    # a dict setting takes a YAML mapping on the command line
+    assert build_config(Toy, parser.parse_args(["per_method={drsow: [0, 1, 2]}"])).per_method == {"drsow": [0, 1, 2]}
     for bad, msg in (({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
-                     ({"share": "maybe"}, "expected bool")):
+                     ({"share": "maybe"}, "expected bool"), ({"per_method": "[1, 2]"}, "expected dict"),
+                     ({"per_method": "{a: [1"}, "expected dict")):
         with pytest.raises(ConfigError, match=msg):
             build_config(Toy, **bad)
 
