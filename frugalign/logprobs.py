@@ -30,7 +30,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-from .chat import end_of_turn_ids, render_prompt, render_with_response, template_adds_special_tokens
+from .chat import end_of_turn_ids, has_template, render_prompt, render_with_response, template_adds_special_tokens
 from .errors import ConfigError, ContextOverflowError
 from .types import Prompt
 
@@ -99,11 +99,18 @@ class LogProbScorer:
     ``mix_with=(other_model, lam)`` scores with extrapolated logits
     h = (1 + lam)·h_self − lam·h_other (same tokenizer; SPA's decoupled noise
     detection).
+
+    ``score_end_of_turn`` also scores the chat template's end-of-turn token
+    after the response. A template-less (base) model has nothing there;
+    ``eos_without_template=True`` appends and scores its EOS token instead,
+    so two models of different kinds can both score "the response ends here"
+    (Dr.SoW's ``end_of_response`` setting).
     """
 
     def __init__(self, model, tokenizer, *, token_budget: int = 4096, max_batch: int = 64,
                  share_prompts: bool = True, vocab_chunk_rows: int | None = None,
-                 score_end_of_turn: bool = True, max_length: int | None = None,
+                 score_end_of_turn: bool = True, eos_without_template: bool = False,
+                 max_length: int | None = None,
                  overflow: str = "error", progress: bool = True, desc: str = "scoring"):
         if overflow not in OVERFLOW_POLICIES:
             raise ConfigError(f"overflow policy {overflow!r}; expected one of {OVERFLOW_POLICIES}")
@@ -116,6 +123,9 @@ class LogProbScorer:
         self.vocab_chunk_rows = vocab_chunk_rows or max(64, (128 << 20) // (4 * vocab))
         self.share_prompts = share_prompts
         self.score_end_of_turn, self.overflow = score_end_of_turn, overflow
+        self.eos_without_template = eos_without_template and not has_template(tokenizer)
+        if self.eos_without_template and tokenizer.eos_token_id is None:
+            raise ConfigError("eos_without_template: the tokenizer has no EOS token")
         self.max_length = max_length or _context_length(model)
         self.progress, self.desc = progress, desc
         self.eot_ids = set(end_of_turn_ids(tokenizer))
@@ -144,6 +154,8 @@ class LogProbScorer:
         n_eot = 0
         if self.score_end_of_turn and end < len(ids) and ids[end] in self.eot_ids:
             end, n_eot = end + 1, 1
+        elif self.score_end_of_turn and self.eos_without_template and end == len(ids):
+            ids, end, n_eot = list(ids) + [self.tokenizer.eos_token_id], end + 1, 1
         if start == 0:
             raise ContextOverflowError(f"item {i}: nothing precedes the response (need a prompt or BOS token)")
         enc = Encoded(list(ids[:end]), start, end, group, n_eot)

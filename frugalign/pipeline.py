@@ -44,12 +44,14 @@ def _versions() -> dict:
     return out
 
 
-def config_difference(old: dict, new: dict, ignore=()) -> str | None:
+def config_difference(old: dict, new: dict, ignore=(), defaults: dict | None = None) -> str | None:
     """``"key: old -> new, ..."`` for the first settings that differ (``ignore`` left out), or None.
 
     The one guard for "this directory holds a run with other settings" (training,
-    SPA rounds, a study summary).
+    SPA rounds, a study summary). A key ``old`` lacks reads as its value in
+    ``defaults``: a setting added after the run, left at its default, changes nothing.
     """
+    old = {**{k: v for k, v in (defaults or {}).items() if k not in old}, **old}
     keys = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:3]) if keys else None
 

@@ -55,6 +55,7 @@ class RunConfig:
     annotator: str = field(default="weak-judge", metadata={"help": " | ".join(ANNOTATORS)})
     weights: str = field(default="confidence", metadata={"help": " | ".join(WEIGHTINGS) + " (frugalign.weights)"})
     weak_model: str = "gemma3-270m"
+    end_of_response: bool = field(default=False, metadata={"help": "Dr.SoW: also score the end of the response on both sides (not the spec)"})
     self_refine_alpha: float = 0.0
     loss: str = "dpo"
     beta: float = 0.1
@@ -226,7 +227,7 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     if cfg.annotator == "weak-judge":
         s.labels = str(ctx.input("label", "human.jsonl"))
     if cfg.annotator == "density-ratio":
-        s.ref_model = cfg.weak_model
+        s.ref_model, s.end_of_response = cfg.weak_model, cfg.end_of_response
     annotator = build_annotator(s, train_pairs=human_pairs, labels=human)
     auto = annotator.annotate(rest)
     write_records(ctx.out / "auto.jsonl", auto)
@@ -352,7 +353,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                "budget": cfg.human_budget()}, ("pool", "embed")),
         Stage("label", lambda c: stage_label(c, cfg), _settings(cfg, "task", "judge"), ("select",)),
         Stage("annotate", lambda c: stage_annotate(c, cfg),
-              _settings(cfg, "annotator", "model", "weak_model", "seed", "beta"), ("select", "label")),
+              {**_settings(cfg, "annotator", "model", "weak_model", "seed", "beta"),  # older runs keep their keys:
+               **({"end_of_response": True} if cfg.end_of_response else {})}, ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
               _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha",
                         "lora_layers", "lr", "epochs",

@@ -344,7 +344,7 @@ def _run_locked(cfg: StudyConfig, log) -> dict:
     arms = expand_arms(cfg)
     write_json(out / "study.json", {"config": dataclasses.asdict(cfg), "arms": [a.name for a in arms]})
     path = cfg.summary_path()
-    done = {r["arm"]: r for r in load_rows(path, _study_meta(cfg, None, None))}
+    done = {r["arm"]: r for r in load_rows(path, _study_meta(cfg, None, None), defaults=StudyConfig().settings())}
     shared = run_shared(cfg, log)
     fingerprint = shared_fingerprint(shared.path)
     check_fingerprint(path, list(done.values()), fingerprint)

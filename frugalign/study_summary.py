@@ -100,8 +100,11 @@ def write_summary(path: str | Path, document: dict) -> Path:
     return write_json(path, document)
 
 
-def load_rows(path: str | Path, meta: dict) -> list[dict]:
-    """Arm rows of an earlier summary made with the same settings; [] when there is none yet."""
+def load_rows(path: str | Path, meta: dict, defaults: dict | None = None) -> list[dict]:
+    """Arm rows of an earlier summary made with the same settings; [] when there is none yet.
+
+    ``defaults``: the settings' defaults, for settings the summary predates.
+    """
     p = Path(path)
     if not p.exists():
         return []
@@ -111,7 +114,7 @@ def load_rows(path: str | Path, meta: dict) -> list[dict]:
         raise ConfigError(f"{p}: not a readable study summary ({e})") from None
     if not isinstance(doc, dict) or doc.get("version") != SUMMARY_VERSION or not isinstance(doc.get("arms"), list):
         raise ConfigError(f"{p}: not a frugalign study summary (version {SUMMARY_VERSION})")
-    diff = config_difference(doc.get("study", {}).get("settings", {}), meta["settings"])
+    diff = config_difference(doc.get("study", {}).get("settings", {}), meta["settings"], defaults=defaults)
     if diff:
         raise ConfigError(f"{p} was made with other settings ({diff}); use another summary file")
     return doc["arms"]

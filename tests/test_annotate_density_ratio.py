@@ -159,3 +159,38 @@ def test_sums_run_over_response_tokens_only_on_both_sides(tiny_model, tiny_token
             DensityRatioReward(bad, weak)
         with pytest.raises(ConfigError, match="response tokens only: build the weak scorer"):
             DensityRatioReward(strong, bad)
+
+
+def test_end_of_response_scored_on_both_sides(tiny_model, tiny_model_b, tiny_tokenizer, tmp_path):
+    """Opt-in: the chat side adds its end-of-turn token, the template-less side its EOS, by hand."""
+    from conftest import build_tokenizer
+
+    plain_tok = build_tokenizer(chat_template=False)
+    item = ScoreItem("Write a short poem about the sea.", "The sea is blue.")
+    weak_eos = LogProbScorer(tiny_model_b, plain_tok, progress=False, eos_without_template=True)
+    weak_plain = LogProbScorer(tiny_model_b, plain_tok, progress=False, score_end_of_turn=False)
+    got, base = weak_eos.score([item])[0], weak_plain.score([item])[0]
+    assert got.n_tokens == base.n_tokens + 1
+    # the added term is log p(EOS | prompt + response) from one plain forward pass
+    from frugalign.chat import render_with_response
+
+    ids = plain_tok(render_with_response(plain_tok, item.prompt, item.response)[0], add_special_tokens=True)["input_ids"]
+    with torch.no_grad():
+        logits = tiny_model_b(torch.tensor([ids])).logits[0, -1].float()
+    eos_lp = torch.log_softmax(logits, -1)[plain_tok.eos_token_id].item()
+    assert got.logprob == pytest.approx(base.logprob + eos_lp, abs=1e-4)
+    # without the flag a template-less model still has nothing after the response to score
+    assert LogProbScorer(tiny_model_b, plain_tok, progress=False).score([item])[0].n_tokens == base.n_tokens
+
+    strong_eot = LogProbScorer(tiny_model, tiny_tokenizer, progress=False)  # template: scores <|im_end|>
+    reward = DensityRatioReward(strong_eot, weak_eos, domain_prompts=None)
+    from frugalign.annotate.base import RewardItem
+
+    r = reward.rewards([RewardItem(item.prompt, item.response)])[0]
+    assert r.value == pytest.approx(strong_eot.score([item])[0].logprob - got.logprob, abs=1e-5)
+    with pytest.raises(ConfigError, match="build the strong scorer"):
+        DensityRatioReward(weak_eos, weak_plain)  # the end on one side only
+    # the cache keeps the two kinds of sums apart
+    cache = ScoreCache(tmp_path / "s.sqlite")
+    assert CachedScorer(weak_eos, cache).identity != CachedScorer(
+        LogProbScorer(tiny_model_b, plain_tok, progress=False), cache).identity

@@ -122,3 +122,12 @@ def test_analysis_compares_each_cell_with_both_baselines():
     with pytest.raises(ConfigError, match="different test prompts"):  # nothing would pair: a one-line error
         analyse(rows + [row("dpo-seed", 0.1, "random", 1, {"a": 0.5, "z": 0.5})])
     assert "recovered" not in cells["dpo-100"] and cell_name("drsow", 0.0, "none") == "drsow-b0"
+
+
+def test_a_setting_added_after_the_summary_reads_as_its_default():
+    from frugalign.pipeline import config_difference
+
+    assert config_difference({"lr": 1}, {"lr": 1, "new": False}, defaults={"new": False}) is None
+    assert config_difference({"lr": 1}, {"lr": 1, "new": True}, defaults={"new": False}) == "new: False -> True"
+    assert config_difference({"lr": 1}, {"lr": 1, "new": False}) == "new: None -> False"
+    assert config_difference({"lr": 1}, {"lr": 2}, defaults={"lr": 2}) == "lr: 1 -> 2"  # present keys win

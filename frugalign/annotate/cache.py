@@ -97,6 +97,8 @@ class CachedScorer:
         """Recomputed per call (a few ms): a policy trained in between must not hit old entries."""
         s = self.scorer
         mode = f"eot={s.score_end_of_turn};max={s.max_length};overflow={s.overflow}"
+        if getattr(s, "eos_without_template", False):  # only when set: older entries keep their keys
+            mode += ";eos"
         return f"{self.fixed_identity or model_fingerprint(s.model)}|{mode}"
 
     def score(self, items: Sequence, *, mix_with: tuple | None = None) -> list[ScoreResult]:

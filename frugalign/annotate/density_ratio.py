@@ -188,6 +188,16 @@ class LLMRouter:
 
 
 # ---------------------------------------------------------------- the reward
+def scores_end_of_response(scorer) -> bool:
+    """Whether a (cached) scorer adds the token that ends the response: end-of-turn, or EOS without a template."""
+    s = getattr(scorer, "scorer", scorer)
+    if not getattr(s, "score_end_of_turn", False):
+        return False
+    from ..chat import has_template
+
+    return has_template(s.tokenizer) or getattr(s, "eos_without_template", False)
+
+
 class DensityRatioReward:
     """r = Σ log p_strong − Σ log p_weak with per-domain system prompts.
 
@@ -196,7 +206,12 @@ class DensityRatioReward:
     the sums run over response tokens only (the specification). A chat
     model's end-of-turn token is not part of the response, and a base model
     (Gemma-3-270M here) has none, so scoring it on one side only would add a
-    term to one model's sum that the other never has. ``domain_prompts=None``
+    term to one model's sum that the other never has. The one alternative
+    accepted is the end of the response scored on *both* sides
+    (``score_end_of_turn=True``, and ``eos_without_template=True`` for a
+    template-less model, which then scores its EOS): not the specification;
+    tried against responses cut at ``max_new_tokens``, it measured no gain
+    (docs/results.md). ``domain_prompts=None``
     scores the plain ratio (no system prompt inserted, RewardBench's DPO-mode
     anchor).
     """
@@ -206,10 +221,11 @@ class DensityRatioReward:
         if domain_prompts is not None and default_domain not in domain_prompts:
             raise ConfigError(f"default_domain {default_domain!r} has no system prompt; "
                               f"known: {sorted(domain_prompts)}")
-        for role, scorer in (("strong", strong), ("weak", weak)):
-            if getattr(getattr(scorer, "scorer", scorer), "score_end_of_turn", False):
-                raise ConfigError(f"Dr.SoW sums response tokens only: build the {role} scorer with "
-                                  f"score_end_of_turn=False")
+        ends = {role: scores_end_of_response(scorer) for role, scorer in (("strong", strong), ("weak", weak))}
+        if len(set(ends.values())) > 1:
+            role = next(r for r, v in ends.items() if v)
+            raise ConfigError(f"Dr.SoW sums response tokens only: build the {role} scorer with "
+                              f"score_end_of_turn=False (or score the end of the response on both sides)")
         self.strong, self.weak, self.router = strong, weak, router
         self.domain_prompts, self.default_domain, self.few_shot = domain_prompts, default_domain, few_shot
         self.counts: Counter = Counter()

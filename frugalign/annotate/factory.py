@@ -35,6 +35,9 @@ class AnnotatorSettings:
     router: str = field(default="keyword", metadata={"help": " | ".join(ROUTERS)})
     router_model: str | None = field(default=None, metadata={"help": "llm router model (default: model)"})
     domain_prompts: bool = field(default=True, metadata={"help": "insert per-domain system prompts (density-ratio)"})
+    end_of_response: bool = field(default=False, metadata={
+        "help": "density-ratio: also score the token that ends the response, on both sides "
+                "(end-of-turn; EOS for a template-less model). Not the specification"})
     domains_file: str | None = field(default=None, metadata={"help": "YAML with prompts/keywords/exemplars/few_shot per domain"})
     default_domain: str = "chat"
     router_min_similarity: float = 0.0
@@ -111,13 +114,14 @@ def check_models(s: AnnotatorSettings) -> None:
             raise ModelLoadError(f"{role} model {spec!r}: {e}") from None
 
 
-def _cached_scorer(model, tok, s: AnnotatorSettings, cache, desc: str, *, score_end_of_turn: bool = True):
+def _cached_scorer(model, tok, s: AnnotatorSettings, cache, desc: str, *, score_end_of_turn: bool = True,
+                   eos_without_template: bool = False):
     from ..logprobs import LogProbScorer
     from .cache import CachedScorer
 
     scorer = LogProbScorer(model, tok, token_budget=s.token_budget, max_batch=s.max_batch,
                            overflow=s.overflow, progress=s.progress, desc=desc,
-                           score_end_of_turn=score_end_of_turn)
+                           score_end_of_turn=score_end_of_turn, eos_without_template=eos_without_template)
     return CachedScorer(scorer, cache)
 
 
@@ -163,8 +167,10 @@ def build_density_ratio(s: AnnotatorSettings, cache):
     few_shot = {**dr.FEW_SHOT, **(domains.get("few_shot") or {})} if s.few_shot else None
     router = _router(s, domains, list(prompts or dr.DOMAIN_PROMPTS), strong) if prompts else None
     reward = dr.DensityRatioReward(
-        _cached_scorer(*strong, s, cache, f"strong ({s.model})", score_end_of_turn=False),
-        _cached_scorer(*weak, s, cache, f"weak ({s.ref_model or DEFAULT_WEAK})", score_end_of_turn=False),
+        _cached_scorer(*strong, s, cache, f"strong ({s.model})", score_end_of_turn=s.end_of_response,
+                       eos_without_template=s.end_of_response),
+        _cached_scorer(*weak, s, cache, f"weak ({s.ref_model or DEFAULT_WEAK})", score_end_of_turn=s.end_of_response,
+                       eos_without_template=s.end_of_response),
         router=router, domain_prompts=prompts, default_domain=s.default_domain, few_shot=few_shot)
     return RewardAnnotator(reward, "density_ratio", temperature=s.temperature,
                            nan_policy=s.nan_policy, progress=s.progress)
