@@ -131,6 +131,11 @@ class LogProbScorer:
         self.eot_ids = set(end_of_turn_ids(tokenizer))
         self.stats = ScorerStats()
 
+    @property
+    def scores_end_of_response(self) -> bool:
+        """Whether each sum includes the token that ends the response (end-of-turn, or EOS without a template)."""
+        return self.score_end_of_turn and (has_template(self.tokenizer) or self.eos_without_template)
+
     # ------------------------------------------------------------ encoding
     def encode(self, items: Sequence[ScoreItem]) -> list[Encoded]:
         """Tokenise each conversation once and locate its response tokens."""

@@ -188,16 +188,6 @@ class LLMRouter:
 
 
 # ---------------------------------------------------------------- the reward
-def scores_end_of_response(scorer) -> bool:
-    """Whether a (cached) scorer adds the token that ends the response: end-of-turn, or EOS without a template."""
-    s = getattr(scorer, "scorer", scorer)
-    if not getattr(s, "score_end_of_turn", False):
-        return False
-    from ..chat import has_template
-
-    return has_template(s.tokenizer) or getattr(s, "eos_without_template", False)
-
-
 class DensityRatioReward:
     """r = Σ log p_strong − Σ log p_weak with per-domain system prompts.
 
@@ -221,7 +211,8 @@ class DensityRatioReward:
         if domain_prompts is not None and default_domain not in domain_prompts:
             raise ConfigError(f"default_domain {default_domain!r} has no system prompt; "
                               f"known: {sorted(domain_prompts)}")
-        ends = {role: scores_end_of_response(scorer) for role, scorer in (("strong", strong), ("weak", weak))}
+        ends = {role: getattr(getattr(scorer, "scorer", scorer), "scores_end_of_response", False)
+                for role, scorer in (("strong", strong), ("weak", weak))}
         if len(set(ends.values())) > 1:
             role = next(r for r, v in ends.items() if v)
             raise ConfigError(f"Dr.SoW sums response tokens only: build the {role} scorer with "
