@@ -52,6 +52,8 @@ def config_difference(old: dict, new: dict, ignore=(), defaults: dict | None = N
     ``defaults``: a setting added after the run, left at its default, changes nothing.
     """
     old = {**{k: v for k, v in (defaults or {}).items() if k not in old}, **old}
+    # compared as stored (JSON): a tuple default equals the list a summary file holds
+    old, new = (json.loads(json.dumps(d, default=str)) for d in (old, new))
     keys = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:3]) if keys else None
 

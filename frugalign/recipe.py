@@ -27,7 +27,8 @@ from .weights import WEIGHTINGS, check_weighting
 # Who labels the pairs humans did not: nobody, the gold judge (the 100 %-labels baseline) or an
 # annotator of frugalign.annotate. The implicit (SPA) annotator needs a trained policy: it runs in
 # SPA's rounds (frugalign iterate, the study's spa method), not here.
-ANNOTATORS = ("none", "gold") + tuple(m for m in ANNOTATOR_METHODS if m != "implicit")
+# ``hybrid`` calibrates cheap signals (and optionally Dr.SoW) on the human labels and gates by confidence.
+ANNOTATORS = ("none", "gold", "hybrid") + tuple(m for m in ANNOTATOR_METHODS if m != "implicit")
 
 
 @dataclass
@@ -56,6 +57,10 @@ class RunConfig:
     weights: str = field(default="confidence", metadata={"help": " | ".join(WEIGHTINGS) + " (frugalign.weights)"})
     weak_model: str = "gemma3-270m"
     end_of_response: bool = field(default=False, metadata={"help": "Dr.SoW: also score the end of the response on both sides (not the spec)"})
+    hybrid_signals: tuple[str, ...] = field(default=("length", "unfinished", "format"), metadata={
+        "help": "annotator=hybrid: signals calibrated on the human labels (frugalign.annotate.hybrid.SIGNALS)"})
+    hybrid_min_agreement: float = field(default=0.75, metadata={
+        "help": "annotator=hybrid: gate at the confidence where cross-validated agreement reaches this (0: keep all)"})
     self_refine_alpha: float = 0.0
     loss: str = "dpo"
     beta: float = 0.1
@@ -222,6 +227,8 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     gold_rest = read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl"))
     human_pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
     human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
+    if cfg.annotator == "hybrid":
+        return _annotate_hybrid(ctx, cfg, human_pairs, human, rest, gold_rest)
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
                           dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=resolve_device(cfg.device))
     if cfg.annotator == "weak-judge":
@@ -234,6 +241,35 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     return {"annotated": len(auto), **annotator_agreement(auto, gold_rest, ctx.out)}
 
 
+def _density_ratio_settings(cfg: RunConfig):
+    from .annotate.factory import AnnotatorSettings
+
+    return AnnotatorSettings(method="density-ratio", model=cfg.model, ref_model=cfg.weak_model, seed=cfg.seed,
+                             progress=cfg.progress, dtype=cfg.dtype, overflow="truncate",
+                             end_of_response=cfg.end_of_response, device=resolve_device(cfg.device))
+
+
+def _annotate_hybrid(ctx: StageContext, cfg: RunConfig, human_pairs, human, rest, gold_rest) -> dict:
+    """Calibrate the hybrid annotator on the human labels; gated pairs go to ``gated.jsonl`` and train nothing."""
+    from .annotate.factory import build_annotator
+    from .annotate.hybrid import HybridAnnotator, HybridSettings
+
+    settings = HybridSettings(signals=tuple(cfg.hybrid_signals), min_agreement=cfg.hybrid_min_agreement)
+    drsow = build_annotator(_density_ratio_settings(cfg)) if "drsow" in settings.signals else None
+    annotator = HybridAnnotator(settings, drsow)
+    fit = annotator.fit(human_pairs, human, rest)
+    auto = annotator.annotate(rest)
+    kept = [a for a in auto if not a.details["gated"]]
+    write_records(ctx.out / "auto.jsonl", kept)
+    write_records(ctx.out / "gated.jsonl", [a for a in auto if a.details["gated"]])
+    write_json(ctx.out / "hybrid_fit.json", fit.summary())
+    every = annotator_agreement(auto, gold_rest, ctx.out / "all")
+    return {"annotated": len(kept), "gated_out": len(auto) - len(kept),
+            "kept_fraction": round(len(kept) / len(auto), 4) if auto else 0.0,
+            **annotator_agreement(kept, gold_rest, ctx.out),
+            "agreement_before_gate": every["agreement_with_gold"], **fit.summary()}
+
+
 def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
     from .metrics import (annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error,
                           reliability_diagram_png)
@@ -243,6 +279,7 @@ def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Pat
     refs = [ref[a.pair_id] for a in auto if a.pair_id in ref]
     acc = annotation_accuracy(pred, refs)
     ece = pairwise_expected_calibration_error([a.p_a for a in auto if a.pair_id in ref], refs)
+    out.mkdir(parents=True, exist_ok=True)
     reliability_diagram_png(ece.bins, out / "reliability.png", "annotator vs gold")
     return {"agreement_with_gold": acc.accuracy, "agreement_n": acc.n, "gold_ties_excluded": acc.n_ref_ties_excluded,
             "kappa": cohens_kappa(pred, refs), "ece": ece.ece}
@@ -320,19 +357,41 @@ def _flat_responses(pool) -> tuple[list, list[str]]:
             [r for it in pool for r in it.responses])
 
 
+def rule_pass_rates(pool, task_name: str) -> dict[str, float]:
+    """Per rule (house-style rule, IFEval instruction id): the share of the responses it applies to that meet it.
+
+    ``{}`` for a task without rules (``check``)."""
+    from collections import Counter
+
+    from .bench import get_task
+
+    task = get_task(task_name)
+    if not hasattr(task, "check"):
+        return {}
+    met, seen = Counter(), Counter()
+    for prompt, response in zip(*_flat_responses(pool)):
+        for name, ok in task.check(prompt, response).items():
+            seen[name] += 1
+            met[name] += bool(ok)
+    return {name: met[name] / seen[name] for name in sorted(seen)}
+
+
 def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
     """Trained vs initial: per-prompt win rates over all sample pairs, bootstrapped over test prompts."""
     from .bench import unrequested_format_rate
-    from .paired import mean_ci, prompt_win_rates
+    from .paired import base_question, mean_ci, prompt_win_rates
 
     init = read_pool(ctx.input("eval_initial", "responses.jsonl"))
     trained = read_pool(ctx.input("eval_trained", "responses.jsonl"))
     by_prompt = prompt_win_rates(gold_by_prompt(trained), gold_by_prompt(init))
     write_json(ctx.out / "prompt_win_rates.json", by_prompt)
-    win = mean_ci(by_prompt, seed=cfg.seed)
+    win = mean_ci(by_prompt, seed=cfg.seed)  # clustered by base question (paired.base_question)
     a = [s for it in trained for s in it.meta["gold"]]
-    result = {"win_rate": win.value, "win_rate_low": win.low, "win_rate_high": win.high,
-              "test_prompts": len(by_prompt), **initial_baselines(init, cfg.task), "gold_trained": sum(a) / len(a),
+    result = {"task": cfg.task, "win_rate": win.value, "win_rate_low": win.low, "win_rate_high": win.high,
+              "test_prompts": len(by_prompt), "test_questions": len({base_question(k) for k in by_prompt}),
+              **initial_baselines(init, cfg.task), "gold_trained": sum(a) / len(a),
+              **{f"rules_{name}": rates for name, pool in (("initial", init), ("trained", trained))
+                 if (rates := rule_pass_rates(pool, cfg.task))},
               "unrequested_format_trained": unrequested_format_rate(*_flat_responses(trained)),
               "human_labels": ctx.run.manifest.get("human_labels_spent", 0)}
     write_json(ctx.out / "result.json", result)
@@ -354,7 +413,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         Stage("label", lambda c: stage_label(c, cfg), _settings(cfg, "task", "judge"), ("select",)),
         Stage("annotate", lambda c: stage_annotate(c, cfg),
               {**_settings(cfg, "annotator", "model", "weak_model", "seed", "beta"),  # older runs keep their keys:
-               **({"end_of_response": True} if cfg.end_of_response else {})}, ("select", "label")),
+               **({"end_of_response": True} if cfg.end_of_response else {}),
+               **(_settings(cfg, "hybrid_signals", "hybrid_min_agreement") if cfg.annotator == "hybrid" else {})},
+              ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
               _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha",
                         "lora_layers", "lr", "epochs",
@@ -377,6 +438,9 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
         for stage in build_stages(cfg):
             run.run(stage, log=log)
     result = dict(run.summary("evaluate"))
-    result.update({k: v for k, v in run.summary("annotate").items() if k != "annotated"})
+    annotate = run.summary("annotate")
+    result.update({k: v for k, v in annotate.items() if k != "annotated"})
+    result["auto_labels"] = annotate.get("annotated", 0)
     result["recipe"] = cfg.describe()
+    result["precision"] = cfg.precision
     return result

@@ -10,18 +10,25 @@ from pathlib import Path
 from .data import atomic_path
 
 ROWS = [
+    ("task", "task (gold judge)", "{}"),
     ("recipe", "recipe", "{}"),
     ("human_labels", "human labels used", "{:.0f}"),
+    ("auto_labels", "automatic labels added (kept by the gate)", "{:.0f}"),
+    ("kept_fraction", "share of automatic labels kept by the gate", "{:.3f}"),
     ("agreement_with_gold", "annotator agreement with gold (non-tied pairs)", "{:.3f}"),
     ("kappa", "annotator Cohen's kappa vs gold", "{:.3f}"),
     ("ece", "annotator expected calibration error", "{:.3f}"),
     ("gold_initial", "mean gold score, initial policy", "{:.3f}"),
     ("gold_trained", "mean gold score, trained policy", "{:.3f}"),
     ("win_rate", "gold win rate, trained vs initial (ties ½)", "{:.3f}"),
+    ("test_questions", "test base questions (the interval's clusters)", "{:.0f}"),
     ("canned_reply_baseline", "canned format-stuffed reply (gated)", "{:.3f}"),
     ("canned_reply_ungated", "canned reply without the relevance gate", "{:.3f}"),
     ("unrequested_format_initial", "unrequested-format rate, initial", "{:.3f}"),
     ("unrequested_format_trained", "unrequested-format rate, trained", "{:.3f}"),
+    ("precision", "training precision", "{}"),
+    ("wall_seconds", "wall time (s)", "{:.0f}"),
+    ("cpu", "CPU", "{}"),
 ]
 
 
@@ -55,9 +62,39 @@ def _img(path: Path, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
+def rule_rates_png(before: dict, after: dict, path: str | Path, title: str = "gold rules met") -> Path:
+    """Grouped bars: share of test responses meeting each rule, initial vs trained policy (atomic write)."""
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = sorted(before, key=lambda k: (-abs(after.get(k, 0) - before[k]), k))[:12]
+    fig = Figure(figsize=(max(4.5, 1.1 * len(names) + 2), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [before[n] for n in names], width=0.4, label="initial policy", color="#999")
+    ax.bar([i + 0.2 for i in x], [after.get(n, 0) for n in names], width=0.4, label="trained policy", color="#2a7")
+    ax.set_xticks(list(x), [n.split(":")[-1] for n in names], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of test responses")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path
+
+
 def write_run_report(run_dir: str | Path, result: dict) -> Path:
     """``<run>/report.html`` with the table, the reliability diagram and the settings (atomic write)."""
     run_dir = Path(run_dir)
+    if result.get("rules_initial") and result.get("rules_trained"):
+        rule_rates_png(result["rules_initial"], result["rules_trained"], run_dir / "rules.png",
+                       f"{result.get('task', 'gold')} rules met on the test split")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(_fmt(result, key, pat))}</td></tr>"
                    for key, label, pat in ROWS if key in result)
@@ -71,7 +108,9 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
 img{{max-width:420px}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style></head><body>
 <h1>frugalign run report</h1><p>run directory: <code>{html.escape(str(run_dir))}</code></p>
 <h2>Results</h2><table><tr><th>measure</th><th>value</th></tr>{rows}</table>
-<p>Win rate: paired by test prompt and sample, ties count half; the interval is a 95% bootstrap over prompts.</p>
+<p>Win rate: paired by test prompt and sample, ties count half; the interval is a 95% bootstrap over base
+questions (each with all its prompts and samples).</p>
+{_img(run_dir / "rules.png", "share of test responses meeting each gold rule, before and after training")}
 <h2>Annotator calibration</h2>{_img(run_dir / "annotate" / "reliability.png", "reliability diagram: annotator vs gold") or "<p>no automatic annotator in this run</p>"}
 <h2>Stage timings (seconds)</h2><table>{timings}</table>
 <h2>Settings</h2><pre>{settings}</pre><h2>Versions</h2><pre>{versions}</pre></body></html>"""

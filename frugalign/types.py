@@ -31,7 +31,7 @@ Preference = Literal["A", "B", "tie"]
 
 PREFERENCES: tuple[str, ...] = ("A", "B", "tie")
 SOURCES: tuple[str, ...] = (
-    "human", "gold", "weak_judge", "density_ratio", "implicit", "llm_judge", "other",
+    "human", "gold", "weak_judge", "density_ratio", "implicit", "llm_judge", "hybrid", "other",
 )
 ROLES = ("system", "user", "assistant")
 

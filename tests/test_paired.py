@@ -56,3 +56,28 @@ def test_recovered_fraction_hand_computed():
     assert (est.value, est.low, est.high) == (0.5, 0.5, 0.5)
     none = recovered_fraction({"p1": 0.7}, {"p1": 0.5})  # the full-label arm gained nothing: no ratio
     assert none.value != none.value and none.low != none.low  # NaN
+
+
+def test_base_question_reads_benchmark_ids_and_leaves_others_alone():
+    from frugalign.paired import base_question
+
+    assert base_question("ifeval/mtbench:81/s0v2") == "mtbench:81"
+    assert base_question("house-style/generic:07/s3v0") == "generic:07"
+    assert base_question("my-prompt-17") == "my-prompt-17"
+    assert base_question("a/b/c") == "a/b/c"  # not a benchmark tail: its own cluster
+
+
+def test_clustered_interval_resamples_base_questions_hand_computed():
+    # Two base questions, four variants each: q1's prompts won, q2's lost. Resampling the two
+    # clusters gives means 0 (¼), ½ (½) or 1 (¼), so the 95 % interval is [0, 1]; resampling
+    # the eight prompts as if independent gives 0 or 1 with probability 1/256 each: narrower.
+    by_prompt = {f"t/q{q}/s0v{v}": float(q == 1) for q in (1, 2) for v in range(4)}
+    clustered = mean_ci(by_prompt, n_boot=4000, seed=1)
+    assert clustered.value == 0.5
+    assert (clustered.low, clustered.high) == (0.0, 1.0)
+    flat = mean_ci(by_prompt, n_boot=4000, seed=1, cluster=None)
+    assert flat.low > 0.0 and flat.high < 1.0
+    # Paired differences resample the same clusters: a constant difference has a zero-width interval.
+    base = {k: v - 0.25 for k, v in by_prompt.items()}
+    d = paired_difference(by_prompt, base, seed=1)
+    assert (d.value, d.low, d.high) == pytest.approx((0.25, 0.25, 0.25))

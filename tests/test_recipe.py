@@ -59,7 +59,8 @@ def test_recipe_end_to_end_and_resume(tmp_path, tiny_dir, monkeypatch):
     report = write_run_report(tmp_path / "run", result)
     text = report.read_text()
     assert "gold win rate" in text and "human labels used" in text and "<table>" in text
-    assert result["recipe"] in text and results_table_text(result).startswith("recipe ")
+    assert result["recipe"] in text and "\nrecipe " in results_table_text(result)
+    assert result["task"] == "ifeval" and result["test_questions"] <= result["test_prompts"] == 3
 
 
 @pytest.mark.parametrize("settings, line", [
@@ -136,3 +137,28 @@ def test_a_run_killed_inside_training_resumes_from_its_checkpoint(tmp_path, tiny
     assert [m["loss"] for m in b] == pytest.approx([m["loss"] for m in a], abs=1e-6)
     for key in ("win_rate", "gold_trained", "human_labels"):
         assert resumed[key] == pytest.approx(straight[key], abs=1e-9)
+
+
+def test_the_demo_recipe_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
+    """The demo preset as shipped (house style, 10 % human labels, hybrid annotator with its gate), tiny sizes.
+
+    A tiny random model writes gibberish that the relevance gate scores 0, so the simulated human here is the
+    ``length`` judge (it always has a preference); the gold task still scores the test split.
+    """
+    from frugalign.bench.house_style_task import RULES
+    from frugalign.config import load_yaml, preset_path
+
+    preset = {k: v for k, v in load_yaml(preset_path("demo")).items() if k in RunConfig.__dataclass_fields__}
+    assert preset["task"] == "house-style" and preset["annotator"] == "hybrid" and preset["budget"] <= 0.1
+    preset.update(output_dir=str(tmp_path / "demo"), model=tiny_dir, judge="length", train_prompts=12,
+                  test_prompts=3, max_new_tokens=8, embedder="none", budget=0.5, eval_samples=2, progress=False,
+                  max_length=1024, batch_size=4)
+    result = run_recipe(RunConfig(**preset), log=lambda m: None)
+    assert result["task"] == "house-style" and result["human_labels"] == round(0.5 * 12 * preset["pairs_per_prompt"])
+    fit = json.loads((tmp_path / "demo" / "annotate" / "hybrid_fit.json").read_text())
+    assert set(fit["weights"]) == set(preset["hybrid_signals"]) and fit["calibration_labels"] >= 4
+    kept, gated = (sum(1 for _ in (tmp_path / "demo" / "annotate" / f).open()) for f in ("auto.jsonl", "gated.jsonl"))
+    assert result["auto_labels"] == kept and result["kept_fraction"] == pytest.approx(kept / (kept + gated), abs=1e-4)
+    assert set(result["rules_initial"]) == set(RULES) == set(result["rules_trained"])
+    report = write_run_report(tmp_path / "demo", result).read_text()
+    assert "each gold rule" in report and (tmp_path / "demo" / "rules.png").stat().st_size > 1000

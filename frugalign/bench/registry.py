@@ -12,19 +12,21 @@ from frugalign.bench.tasks import BenchPrompt, BenchTask
 
 
 def get_task(name: str, **kwargs: Any) -> BenchTask:
-    """Instantiate a task by name: ``ifeval``, ``sentiment`` or ``ifbench``."""
+    """Instantiate a task by name: ``ifeval``, ``sentiment``, ``ifbench`` or ``house-style``."""
     if name == "ifeval":
         from frugalign.bench.ifeval_task import IFEvalTask as cls
     elif name == "sentiment":
         from frugalign.bench.sentiment_task import SentimentTask as cls
     elif name == "ifbench":
         from frugalign.bench.ifbench_task import IFBenchTask as cls
+    elif name == "house-style":
+        from frugalign.bench.house_style_task import HouseStyleTask as cls
     else:
-        raise ValueError(f"unknown bench task {name!r}; choose ifeval, sentiment or ifbench")
+        raise ValueError(f"unknown bench task {name!r}; choose one of {TASK_NAMES}")
     return cls(**kwargs)
 
 
-TASK_NAMES = ("ifeval", "sentiment", "ifbench")
+TASK_NAMES = ("ifeval", "sentiment", "ifbench", "house-style")
 
 
 def canned_reply_baseline(

@@ -21,12 +21,14 @@ def run(args) -> int:
 def execute(cfg: RunConfig) -> int:
     import time
 
+    from ..precision import cpu_description
     from ..recipe import run_recipe
     from ..report import results_table_text, write_run_report
 
     t0 = time.time()
     result = run_recipe(cfg)
+    result.update(wall_seconds=time.time() - t0, cpu=cpu_description())
     report = write_run_report(cfg.output_dir, result)
     print("\n" + results_table_text(result))
-    print(f"\nwall time {time.time() - t0:.0f}s; report: {report}")
+    print(f"\nreport: {report}")
     return 0

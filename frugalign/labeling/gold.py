@@ -31,7 +31,7 @@ from ..types import PREFERENCES, Annotation, PreferencePair
 from .export import BatchItem, LabelRecord
 from .merge import labels_to_votes, votes_to_annotations
 
-BENCH_TASKS = ("ifeval", "sentiment", "ifbench")
+from ..bench.registry import TASK_NAMES as BENCH_TASKS  # noqa: E402  (one list of gold-judge tasks)
 
 
 @dataclass
