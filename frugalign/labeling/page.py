@@ -138,7 +138,8 @@ async function choose(label) {
   if (busy || !item) return;
   busy = true;
   try {
-    const r = await api('/api/label', {index: cur, label: label, comment: $('comment').value});
+    const r = await api('/api/label', {index: cur, pair_id: item.pair_id, label: label,
+                                       comment: $('comment').value});
     state = r.state;
     $('status').className = '';
     $('status').textContent = 'saved #' + (cur + 1) + ': ' + label;
