@@ -242,6 +242,37 @@ def test_server_says_which_pair_or_field_of_an_answer_is_wrong(running, tmp_path
     assert _request(f"{url}/api/label", {"index": 0, "pair_id": first, "label": "B"})[1]["state"]["done"] == 2
 
 
+def test_server_keeps_every_label_of_a_burst_of_200_simultaneous_posts(tmp_path):
+    """The default listen backlog (5) reset 17 of 200 simultaneous posts."""
+    items = make_batch(make_pairs(200), "burst", seed=1)
+    key, _ = write_batch(items, tmp_path / "burst")
+    server = make_server(key, tmp_path / "labels.jsonl", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/label"
+    start, failures, statuses = threading.Barrier(len(items)), [], []
+
+    def post(it):
+        start.wait()  # all at once
+        try:
+            statuses.append(_request(url, {"index": it.index, "pair_id": it.pair_id,
+                                           "label": "AB"[it.index % 2]}, timeout=120)[0])
+        except OSError as e:  # ConnectionResetError, or a URLError wrapping one
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=post, args=(it,)) for it in items]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failures == [] and statuses == [200] * len(items)
+    saved = {rec.pair_id: rec.label for _, rec in read_labels(tmp_path / "labels.jsonl")}
+    assert saved == {it.pair_id: "AB"[it.index % 2] for it in items}
+
+
 def test_server_refuses_labels_of_another_batch(batch_files, tmp_path):
     _, key, _ = batch_files
     write_labels(tmp_path / "other.jsonl", [LabelRecord("zz:0-1", "A")])
