@@ -14,8 +14,8 @@ prompt difficulty cancels out. Everything is deterministic for a given seed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -7,8 +7,17 @@ import math
 
 import pytest
 
-from frugalign.data import (annotations_to_training, read_annotations, read_pairs, read_pool,
-                            read_records, read_training, to_hf_dataset, write_records, pool_to_pairs)
+from frugalign.data import (
+    annotations_to_training,
+    pool_to_pairs,
+    read_annotations,
+    read_pairs,
+    read_pool,
+    read_records,
+    read_training,
+    to_hf_dataset,
+    write_records,
+)
 from frugalign.errors import DataError
 from frugalign.types import Annotation, PromptItem, TrainingRow
 from frugalign.weights import confidence_from_p, row_weight

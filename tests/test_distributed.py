@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import launch_two_processes
+
 from frugalign import distributed
 from frugalign.distributed import DistContext, gather_in_order, shard_indices
 

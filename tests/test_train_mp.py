@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import build_model, launch_two_processes
+
 from frugalign.data import write_records
 from frugalign.train import TrainConfig, train
 

@@ -22,9 +22,10 @@ path, so a position-biased judge cannot profit from the original order.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from ..errors import ConfigError, DataError
 from ..types import PREFERENCES, Annotation, PreferencePair
