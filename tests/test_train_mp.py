@@ -11,6 +11,8 @@ from conftest import build_model, launch_two_processes
 from frugalign.data import write_records
 from frugalign.train import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # two training processes
+
 PROMPTS = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.", "Say hi.",
            "Tell me about Berlin.", "Write a function.", "Name a colour.", "Count to three."]
 RESPONSES = ["Paris is the capital of France.", "I cannot help with that request.", "Waves!", "Blue sea.",
