@@ -57,7 +57,8 @@ def test_config_layering(tmp_path):
     assert build_config(Toy, parser.parse_args(["methods=[dpo-100, drsow]"])).methods == ["dpo-100", "drsow"]
     assert build_config(Toy, parser.parse_args(["methods=[0.5, 100]"])).methods == [0.5, 100]
     assert build_config(Toy, parser.parse_args(["methods=dpo-100,drsow"])).methods == ["dpo-100", "drsow"]
-    for bad, msg in (({"methods": "[dpo-100"}, "expected list"), ({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
+    for bad, msg in (({"methods": "[dpo-100"}, "expected list"),
+                     ({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
                      ({"share": "maybe"}, "expected bool"), ({"per_method": "[1, 2]"}, "expected dict"),
                      ({"per_method": "{a: [1"}, "expected dict")):
         with pytest.raises(ConfigError, match=msg):
