@@ -18,8 +18,8 @@ import random
 import time
 
 import torch
-
 from _models import load_for_benchmark
+
 from frugalign.logprobs import LogProbScorer, ScoreItem
 
 WORDS = ("model data label human pair answer question reason careful short clear helpful prompt "

@@ -71,6 +71,13 @@ def _convert(name: str, value: Any, bases: tuple) -> Any:
                     return int(number)
                 return number
             if base in (list, tuple):
+                if isinstance(value, str) and value.lstrip().startswith("["):  # a YAML sequence, e.g. [dpo-100, drsow]
+                    import yaml
+
+                    try:
+                        value = yaml.safe_load(value)
+                    except yaml.YAMLError:
+                        continue
                 if isinstance(value, (list, tuple)):
                     return list(value)
                 return [v.strip() for v in str(value).split(",") if v.strip()]

@@ -22,12 +22,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from .errors import DataError
 from .faults import kill_point
-from .formats import check_same_layout, normalize_preference, record_layout, to_layout
+from .formats import PAIR_SIDES, check_same_layout, normalize_preference, record_layout, to_layout
 from .types import Annotation, PreferencePair, PromptItem, TrainingRow
 from .weights import pair_weight
 
@@ -242,6 +243,9 @@ def read_preference_records(path, records: list[tuple[str, dict]] | None = None)
     """
     table, first = Table(), None
     for where, rec in read_records(path) if records is None else records:
+        missing = [side for side in PAIR_SIDES if side not in rec]
+        if len(missing) == 1:  # one side alone is a broken preference record, not a frugalign pair
+            raise DataError(f"{where}: field '{missing[0]}': missing")
         layout = record_layout(rec)
         check_same_layout(layout, first, where)
         first = first or (where, layout)

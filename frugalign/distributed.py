@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from .generate import GenerationRequest, GenerationSettings, generate_pool as _generate_pool
+from .generate import GenerationRequest, GenerationSettings
+from .generate import generate_pool as _generate_pool
 from .types import PromptItem
 
 

@@ -21,7 +21,7 @@ The arithmetic lives in :mod:`frugalign.metrics`; this module joins files.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import DataError
 from .metrics import (
@@ -33,7 +33,7 @@ from .metrics import (
     reliability_diagram_png,
     rewardbench_sections,
 )
-from .types import Annotation, PreferencePair, str_field, id_field, validate_prompt
+from .types import Annotation, PreferencePair, id_field, str_field, validate_prompt
 
 COVERAGE_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 

@@ -18,8 +18,9 @@ independent of batching and of data-parallel sharding
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +28,6 @@ from tqdm.auto import tqdm
 from .chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
 from .errors import ConfigError, ContextOverflowError
 from .types import Prompt, PromptItem
-
 
 EMPTY_RESPONSE = "(empty response)"
 

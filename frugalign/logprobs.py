@@ -23,8 +23,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -355,7 +355,7 @@ def cache_kwarg(body) -> str:
     return _cache_kwarg_of(type(body))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_kwarg_of(cls) -> str:
     try:
         params = inspect.signature(cls.forward).parameters  # follows the deprecation wrapper

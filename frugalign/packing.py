@@ -27,7 +27,7 @@ from .data import read_preference_records, read_training
 from .errors import DataError
 from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits, token_logprobs
 from .types import TrainingRow
-from .weights import pair_weight
+from .weights import row_weight
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for precomputed reference log-probs
 
@@ -68,8 +68,7 @@ def read_table(path: str, weights: str = "column") -> tuple[list[TrainingRow], l
     records = read_preference_records(path)
     rows, refs = read_training(path, records), []
     for (where, rec), row in zip(records, rows):
-        if weights == "confidence":
-            pair_weight(row.confidence, row.source, weights, where)  # a missing confidence fails here, with its row
+        row_weight(row, weights, where)  # a missing confidence fails here, with its row
         ref = None
         if all(rec.get(c) is not None for c in REF_COLUMNS):
             values = [rec[c] for c in REF_COLUMNS]
@@ -95,7 +94,7 @@ def build_examples(rows, tokenizer, policy, *, weights: str = "column", smoothin
         if row.chosen == row.rejected:  # no preference signal, and z = 0 forever
             dropped["identical"] += 1
             continue
-        weight = row.weight if weights == "column" else pair_weight(row.confidence, row.source, weights)
+        weight = row_weight(row, weights)
         eps = row.label_smoothing if smoothing is None else smoothing
         examples.append(Example(*pack_pair(ec, er), weight=float(weight), smoothing=float(eps)))
         kept.append(i)

@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .data import write_json
 from .errors import ConfigError
@@ -74,7 +75,7 @@ class RunLock:
     def __init__(self, path: str | Path, log: Callable[[str], None] = print):
         self.dir, self.log, self.file = Path(path), log, None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
         import os
 
@@ -109,7 +110,7 @@ class RunLock:
 
 @dataclass
 class StageContext:
-    run: "RunDir"
+    run: RunDir
     name: str
     out: Path                      # write outputs here (a temp dir, renamed on success)
     settings: dict

@@ -23,7 +23,7 @@ import json
 import platform
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -118,7 +118,7 @@ def _cached_speedup() -> float:
     return speedup
 
 
-@lru_cache(maxsize=None)
+@cache
 def _decide(device: str) -> tuple[str, str]:
     """(precision, reason) for ``precision=auto`` on ``device`` (``cpu`` or ``cuda``)."""
     if not native_bf16(device):

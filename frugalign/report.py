@@ -102,6 +102,8 @@ def write_run_report(run_dir: str | Path, result: dict) -> Path:
                       for name, rec in manifest.get("stages", {}).items())
     settings = html.escape(json.dumps(manifest.get("config", {}), indent=2))
     versions = html.escape(json.dumps(manifest.get("versions", {}), indent=2))
+    calibration = (_img(run_dir / "annotate" / "reliability.png", "reliability diagram: annotator vs gold")
+                   or "<p>no automatic annotator in this run</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>frugalign run report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}
@@ -111,7 +113,7 @@ img{{max-width:420px}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style
 <p>Win rate: paired by test prompt and sample, ties count half; the interval is a 95% bootstrap over base
 questions (each with all its prompts and samples).</p>
 {_img(run_dir / "rules.png", "share of test responses meeting each gold rule, before and after training")}
-<h2>Annotator calibration</h2>{_img(run_dir / "annotate" / "reliability.png", "reliability diagram: annotator vs gold") or "<p>no automatic annotator in this run</p>"}
+<h2>Annotator calibration</h2>{calibration}
 <h2>Stage timings (seconds)</h2><table>{timings}</table>
 <h2>Settings</h2><pre>{settings}</pre><h2>Versions</h2><pre>{versions}</pre></body></html>"""
     out = run_dir / "report.html"
@@ -233,7 +235,7 @@ img{{max-width:640px}}figure{{display:inline-block}}pre{{background:#f5f5f5;padd
 <h2>Paired comparisons</h2>{_html_table(paired, PAIRED_COLUMNS)}<p>{html.escape(STUDY_NOTE)}</p>
 <h2>Label-efficiency curve</h2>{_img(study_dir / "curve.png", "gold win rate vs human labels, one line per method")}
 <h2>Results per arm</h2>{_html_table(arms, STUDY_COLUMNS)}
-<h2>Baselines (shared test split)</h2><table>{"".join(f"<tr><td>{html.escape(l)}</td><td>{v:.3f}</td></tr>" for l, v in base_rows)}</table>
+<h2>Baselines (shared test split)</h2><table>{"".join(f"<tr><td>{html.escape(name)}</td><td>{v:.3f}</td></tr>" for name, v in base_rows)}</table>
 <h2>Settings</h2><pre>{html.escape(settings)}</pre></body></html>"""
     out = study_dir / "report.html"
     with atomic_path(out) as tmp:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from .data import file_digest, write_json
 from .errors import ConfigError
-from .pipeline import config_difference
 from .paired import mean_ci, paired_difference, pool_seeds, recovered_fraction
+from .pipeline import config_difference
 
 SUMMARY_VERSION = 1
 FULL, SEED = "dpo-100", "dpo-seed"

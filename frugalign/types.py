@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from .errors import DataError
 
 Message = dict[str, str]
-Prompt = Union[str, list[Message]]
+Prompt = str | list[Message]
 Preference = Literal["A", "B", "tie"]
 
 PREFERENCES: tuple[str, ...] = ("A", "B", "tie")
@@ -167,7 +167,7 @@ class PromptItem:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, rec: dict, where: str = "<record>") -> "PromptItem":
+    def from_record(cls, rec: dict, where: str = "<record>") -> PromptItem:
         responses = rec.get("responses") or []
         if not isinstance(responses, list):
             raise _fail(where, "responses", "expected a list of strings")
@@ -205,7 +205,7 @@ class PreferencePair:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, rec: dict, where: str = "<record>") -> "PreferencePair":
+    def from_record(cls, rec: dict, where: str = "<record>") -> PreferencePair:
         prompt = validate_prompt(_req(rec, "prompt", where), where)
         system = str_field(rec, "system", where, required=False)
         response_a, response_b = str_field(rec, "response_a", where), str_field(rec, "response_b", where)
@@ -249,7 +249,7 @@ class Annotation:
                 raise _fail(f"annotation {self.pair_id}", name, f"must be a number in [0, 1], got {value!r}")
 
     @classmethod
-    def from_record(cls, rec: dict, where: str = "<record>") -> "Annotation":
+    def from_record(cls, rec: dict, where: str = "<record>") -> Annotation:
         preferred = _req(rec, "preferred", where)
         if preferred not in PREFERENCES:
             raise _fail(where, "preferred", f"expected one of {PREFERENCES}, got {preferred!r}")
@@ -289,7 +289,7 @@ class TrainingRow:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def from_record(cls, rec: dict, where: str = "<record>") -> "TrainingRow":
+    def from_record(cls, rec: dict, where: str = "<record>") -> TrainingRow:
         return cls(
             prompt=validate_prompt(_req(rec, "prompt", where), where),
             chosen=str_field(rec, "chosen", where),

@@ -21,6 +21,12 @@ WEIGHTINGS = ("confidence", "none")
 HUMAN = "human"  # the source of labels people gave (simulated by the gold judge in studies)
 
 
+def confidence_from_p(p: float) -> float:
+    """CW-PO's confidence of a judgement whose P(A preferred) is ``p``: C = 2·(max(p, 1−p) − ½) ∈ [0, 1]
+    (0 for a tie or a coin flip, 1 for a certain one). Every annotator and label merge uses this one."""
+    return min(1.0, max(0.0, 2.0 * (max(p, 1.0 - p) - 0.5)))
+
+
 def check_weighting(value: str, allowed: tuple[str, ...] = WEIGHTINGS) -> str:
     if value not in allowed:
         raise ConfigError(f"weights={value!r}: expected one of {', '.join(allowed)}")
@@ -35,3 +41,12 @@ def pair_weight(confidence: float | None, source: str | None, weighting: str, wh
     if confidence is None:
         raise DataError(f"{where + ': ' if where else ''}field 'confidence': missing (weights=confidence)")
     return float(confidence)
+
+
+def row_weight(row, weights: str, where: str = "") -> float:
+    """A training row's weight in the loss: its ``weight`` column as written (``column``) or
+    :func:`pair_weight` from its confidence and source. Either replaces, never multiplies: a table
+    that annotation already weighted trains the same under ``column`` and ``confidence``."""
+    if weights == "column":
+        return float(row.weight)
+    return pair_weight(row.confidence, row.source, weights, where)

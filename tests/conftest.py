@@ -66,6 +66,13 @@ def build_model(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 32, **o
     return model
 
 
+def pytest_collection_modifyitems(items):
+    """An integration test (the real embedded model, a real server) is slow too: `-m "not slow"` leaves it out."""
+    for item in items:
+        if item.get_closest_marker("integration") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _threads(request):
     """Tiny models run fastest on one thread (OpenMP start-up dominates); real models use all cores."""

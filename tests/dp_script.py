@@ -22,8 +22,8 @@ PROMPTS = ["Write a poem about the sea.", "Paris is", "def add(a, b):", "x",
 
 def compute(ctx=None) -> dict:
     import torch
-
     from conftest import build_model, build_tokenizer
+
     from frugalign import distributed
     from frugalign.backends.fast_cpu import FastBackend
     from frugalign.generate import GenerationRequest, GenerationSettings

@@ -10,7 +10,6 @@ import pytest
 from frugalign.cli import main
 
 
-
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     """Two tiny models on disk: 'strong' (ChatML template) and 'weak' (no template, own tokenizer)."""

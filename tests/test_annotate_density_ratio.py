@@ -24,8 +24,6 @@ from frugalign.errors import ConfigError
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair
 
-
-
 # The tiny models have a 256-token context and a character-level tokenizer: keep system prompts short.
 SHORT = {"safety": "Be safe.", "reasoning": "Be exact.", "chat": "Be kind."}
 SHOT = {"safety": {"prompt": "Hack?", "good": "No.", "bad": "Yes."}}

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from frugalign.annotate.implicit import ImplicitReward, implicit_annotator
 from frugalign.annotate.base import RewardItem
+from frugalign.annotate.implicit import ImplicitReward, implicit_annotator
 from frugalign.errors import ConfigError
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair, PromptItem
-
-
 
 RESPONSES = ["The sea is blue.", "Paris.", "I cannot help with that.", "* first item"]
 

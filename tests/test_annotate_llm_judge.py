@@ -11,8 +11,6 @@ from frugalign.errors import DataError
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.types import PreferencePair
 
-
-
 # A tiny template keeps the judge prompt inside the tiny model's 256-token context.
 TEMPLATE = "{system}Q: {prompt}\nA: {a}\nB: {b}\nBetter?"
 PAIRS = [PreferencePair(id="1", prompt="Capital of France?", response_a="Paris.", response_b="Waves!"),

@@ -10,6 +10,7 @@ import zlib
 import pytest
 import torch
 
+from frugalign.annotate.base import sigmoid
 from frugalign.annotate.weak_judge import (
     WeakJudge,
     WeakJudgeSettings,
@@ -18,10 +19,8 @@ from frugalign.annotate.weak_judge import (
     split_holdout,
     weak_judge_annotator,
 )
-from frugalign.annotate.base import sigmoid
 from frugalign.errors import ConfigError, DataError
 from frugalign.types import Annotation, PreferencePair
-
 
 
 def toy_encoder(texts):
@@ -56,7 +55,7 @@ def test_bt_training_reduces_loss_and_ranks_unseen_pairs():
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] and min(h["train_loss"] for h in hist) < 0.2
     assert report["train_pairs"] == 15 and report["holdout_pairs"] == 5 and "holdout_loss" in hist[0]
     out = weak_judge_annotator(judge).annotate(pairs[20:])
-    assert [a.preferred for a in out] == [l.preferred for l in labels[20:]]
+    assert [a.preferred for a in out] == [label.preferred for label in labels[20:]]
     for a in out:  # p = σ((r_A − r_B)/T), C = 2·(max(p, 1−p) − 0.5)
         p = sigmoid((a.details["r_a"] - a.details["r_b"]) / judge.temperature)
         assert a.p_a == pytest.approx(p) and a.confidence == pytest.approx(2 * (max(p, 1 - p) - 0.5))
@@ -142,7 +141,7 @@ def test_causal_lm_backbone_learns_the_toy_set(tiny_tokenizer, lora):
     judge.fit(pairs, labels)
     assert judge.history[-1]["train_loss"] < judge.history[0]["train_loss"]
     out = weak_judge_annotator(judge).annotate(pairs)
-    assert [a.preferred for a in out] == [l.preferred for l in labels]
+    assert [a.preferred for a in out] == [label.preferred for label in labels]
 
 
 @pytest.mark.integration

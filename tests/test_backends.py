@@ -10,8 +10,7 @@ from frugalign.backends.fast_cpu import FastBackend
 from frugalign.backends.runner import DecoderRunner, unsupported_reason
 from frugalign.backends.sampling import make_generator, sample_rows
 from frugalign.errors import ConfigError, ContextOverflowError, FrugalignError
-from frugalign.generate import (GenerationRequest, GenerationSettings, TransformersBackend, encode_requests,
-                                row_seed)
+from frugalign.generate import GenerationRequest, GenerationSettings, TransformersBackend, encode_requests, row_seed
 
 PROMPTS = ["Write a poem about the sea.", "Paris is", "def add(a, b):", "x",
            "Sure! Here is a list: first item second item third", "The quick brown fox"]
@@ -180,9 +179,9 @@ def test_threads_are_restored(tiny_model, tiny_tokenizer):
 
 def test_lora_wrapped_model_keeps_its_adapters(tiny_tokenizer):
     import peft
+    from conftest import build_model
 
     from frugalign.models import add_lora
-    from conftest import build_model
 
     base = build_model(tiny_tokenizer, seed=2)
     model = add_lora(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]))

@@ -23,6 +23,9 @@ COMMANDS = {
                "tensorboard=false", "precision=float32"], {"any", "pref", "train"}),
     "annotate": (["annotate", "--method", "llm-judge", "--model", "{model}", "--input", "{f}", "--output",
                   "{out}/ann.jsonl", "progress=false", "cache_path={out}/cache.sqlite"], {"any", "pref", "pairs", "pool"}),
+    # the density ratio reads pairs itself before any model loads (a missing side was a KeyError)
+    "annotate-density-ratio": (["annotate", "--method", "density-ratio", "--input", "{f}", "--output",
+                                "{out}/ann.jsonl", "progress=false"], {"pref", "pairs"}),
     "select": (["select", "input={f}", "output={out}/sel.jsonl", "budget=1", "strategy=random", "embedder=none"],
                {"any", "pref", "pairs", "pool"}),
     "label-export": (["label", "export", "{f}", "output={out}/batch"], {"any", "pref", "pairs"}),
@@ -60,3 +63,13 @@ def test_bad_file_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, model
         assert re.search(rf"{re.escape(name)}:\d+", err), err  # the line
     written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert written == [], written
+
+
+@pytest.mark.parametrize("name,side", [("pref-rejected-missing.jsonl", "rejected"),
+                                       ("pref-chosen-missing.jsonl", "chosen")])
+@pytest.mark.parametrize("command", ["annotate-density-ratio", "train"])
+def test_a_missing_preference_side_is_named(tmp_path, capsys, model_dir, command, name, side):
+    """The density ratio answered a KeyError traceback where train names the row and the field."""
+    args = [a.format(f=BAD / name, out=tmp_path, model=model_dir) for a in COMMANDS[command][0]]
+    assert main(args) == 2
+    assert f"{name}:1: field '{side}': missing" in capsys.readouterr().err

@@ -42,6 +42,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess
 def test_checkers_work_without_nltk_data(tmp_path):
     env = dict(os.environ, NLTK_DATA=str(tmp_path))
     out = subprocess.run(

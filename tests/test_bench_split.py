@@ -44,6 +44,7 @@ def test_splits_disjoint_for_any_seed(name):
         assert all(p.split == "train" for p in tr) and all(p.split == "test" for p in te)
 
 
+@pytest.mark.slow  # a subprocess
 def test_same_split_in_another_process():
     """Split and draws must not depend on PYTHONHASHSEED or process state."""
     code = (

@@ -20,6 +20,7 @@ class Toy:
     share: bool = True
     ref: str | None = None
     per_method: dict | None = None
+    methods: list | None = None
 
 
 def test_help_lists_commands(capsys):
@@ -52,7 +53,12 @@ def test_config_layering(tmp_path):
         build_config(Toy, parser.parse_args(["no-such-preset"]))
     # a dict setting takes a YAML mapping on the command line
     assert build_config(Toy, parser.parse_args(["per_method={drsow: [0, 1, 2]}"])).per_method == {"drsow": [0, 1, 2]}
-    for bad, msg in (({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
+    # so does a list setting take a YAML sequence, beside the comma-separated form
+    assert build_config(Toy, parser.parse_args(["methods=[dpo-100, drsow]"])).methods == ["dpo-100", "drsow"]
+    assert build_config(Toy, parser.parse_args(["methods=[0.5, 100]"])).methods == [0.5, 100]
+    assert build_config(Toy, parser.parse_args(["methods=dpo-100,drsow"])).methods == ["dpo-100", "drsow"]
+    for bad, msg in (({"methods": "[dpo-100"}, "expected list"),
+                     ({"n": "2.5"}, "expected int"), ({"nope": 1}, "unknown setting 'nope'"),
                      ({"share": "maybe"}, "expected bool"), ({"per_method": "[1, 2]"}, "expected dict"),
                      ({"per_method": "{a: [1"}, "expected dict")):
         with pytest.raises(ConfigError, match=msg):

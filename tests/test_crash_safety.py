@@ -82,6 +82,7 @@ def recipe_args(out: Path, tiny_dir: str) -> list[str]:
             "batch_size=2", "eval_samples=2", "finetune=full", "lr=1e-3", "precision=float32", "progress=false"]
 
 
+@pytest.mark.slow  # a kill chain of subprocesses
 def test_recipe_killed_anywhere_resumes_to_the_same_result(tmp_path, tiny_dir, capsys):
     log = tmp_path / "points.log"
     ref = frugalign(recipe_args(tmp_path / "ref", tiny_dir), tmp_path, log=log)
@@ -122,6 +123,7 @@ def study_args(out: Path, tiny_dir: str) -> list[str]:
             "budgets=0.25", "strategies=random", "seeds=0", "spa_rounds=2", "spa_k=3", "max_length=1024"]
 
 
+@pytest.mark.slow  # a kill chain of subprocesses
 def test_study_and_spa_rounds_killed_between_and_inside_resume(tmp_path, tiny_dir, capsys):
     ref = frugalign(study_args(tmp_path / "ref", tiny_dir), tmp_path)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -142,6 +144,7 @@ def test_study_and_spa_rounds_killed_between_and_inside_resume(tmp_path, tiny_di
     assert clean(sa["arms"]) == clean(sb["arms"]) and sa["cells"] == sb["cells"] and sa["paired"] == sb["paired"]
 
 
+@pytest.mark.slow  # a kill chain of subprocesses
 def test_iterate_killed_between_and_inside_rounds_resumes(tmp_path, tiny_tokenizer, capsys):
     from conftest import build_model
 
@@ -177,6 +180,7 @@ def test_iterate_killed_between_and_inside_rounds_resumes(tmp_path, tiny_tokeniz
                  tmp_path / "spa" / "round-2" / "train" / "final" / "model.safetensors")
 
 
+@pytest.mark.slow  # a kill chain of subprocesses
 def test_label_server_killed_while_writing_a_label_keeps_the_file_whole(tmp_path):
     import urllib.request
 

@@ -7,10 +7,20 @@ import math
 
 import pytest
 
-from frugalign.data import (annotations_to_training, read_annotations, read_pairs, read_pool,
-                            read_records, read_training, to_hf_dataset, write_records, pool_to_pairs)
+from frugalign.data import (
+    annotations_to_training,
+    pool_to_pairs,
+    read_annotations,
+    read_pairs,
+    read_pool,
+    read_records,
+    read_training,
+    to_hf_dataset,
+    write_records,
+)
 from frugalign.errors import DataError
 from frugalign.types import Annotation, PromptItem, TrainingRow
+from frugalign.weights import confidence_from_p, row_weight
 
 
 def write_lines(path, lines):
@@ -135,6 +145,34 @@ def test_pool_to_pairs_and_training_join():
     assert annotations_to_training(pairs, human, weighting="confidence")[0][0].weight == 1.0
     with pytest.raises(DataError, match="unknown pair ids"):
         annotations_to_training(pairs, [Annotation("zzz", "A", 1.0, 1.0, "human")])
+
+
+def test_cw_po_weight_is_applied_once(tmp_path):
+    """Annotation writes weight = C; training reads that column, or recomputes C from the
+    confidence column (weights=confidence): the same weight either way, never C·C."""
+    from frugalign.packing import read_table
+
+    pairs = pool_to_pairs(POOL)
+    anns = [Annotation("p1:0-1", "B", 0.2, confidence_from_p(0.2), "weak_judge"),
+            Annotation("p2:1-2", "A", 0.9, confidence_from_p(0.9), "human")]
+    rows, _ = annotations_to_training(pairs, anns, weighting="confidence")
+    write_records(tmp_path / "train.jsonl", rows)
+    table, _ = read_table(str(tmp_path / "train.jsonl"), "confidence")
+    expected = [pytest.approx(0.6), 1.0]  # C = 2·(max(p, 1−p) − ½); a human label counts fully
+    for weights in ("column", "confidence"):
+        assert [row_weight(r, weights) for r in table] == expected
+    assert [row_weight(r, "none") for r in table] == [1.0, 1.0]
+
+
+def test_one_confidence_formula():
+    from frugalign.annotate import annotation_from_rewards
+    from frugalign.labeling.merge import Vote, votes_to_annotations
+
+    assert [confidence_from_p(p) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] == [1.0, 0.5, 0.0, 0.5, 1.0]
+    ann = annotation_from_rewards("x", 1.0, 0.0, "density_ratio")
+    assert ann.confidence == confidence_from_p(ann.p_a)
+    votes = [Vote("x", "A", "ann1"), Vote("x", "A", "ann2"), Vote("x", "B", "ann3")]
+    assert votes_to_annotations(votes)[0].confidence == round(confidence_from_p(2 / 3), 12)
 
 
 def test_annotation_constructor_checks_range():

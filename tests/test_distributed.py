@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import launch_two_processes
+
 from frugalign import distributed
 from frugalign.distributed import DistContext, gather_in_order, shard_indices
 
@@ -39,6 +39,7 @@ def test_map_sharded_simulated_ranks():
     assert merged == distributed.map_sharded(lambda xs: [x * 2 for x in xs], items)
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_match_one(tmp_path):
     out = tmp_path / "dp.json"
     proc = launch_two_processes([str(HERE / "dp_script.py"), str(out)], HERE.parent)
@@ -57,6 +58,7 @@ def test_two_processes_match_one(tmp_path):
     assert two["scores"] == pytest.approx(one["scores"], abs=1e-4)
 
 
+@pytest.mark.slow  # two processes
 def test_score_command_two_processes_match_one(tmp_path, tiny_dir):
     from frugalign.cli import main
     from frugalign.data import read_records

@@ -7,11 +7,11 @@ import math
 import os
 
 import pytest
-
 from conftest import build_model
+
+from frugalign.annotate.implicit import implicit_annotator
 from frugalign.data import read_training, write_records
 from frugalign.errors import ConfigError
-from frugalign.annotate.implicit import implicit_annotator
 from frugalign.iterate import IterateConfig, iterate, judge_round
 from frugalign.logprobs import LogProbScorer, ScoreItem, ScoreResult
 from frugalign.models import load_model

@@ -27,6 +27,8 @@ from frugalign.labeling.export import make_batch, read_labels, write_batch
 from frugalign.labeling.merge import import_labels
 from frugalign.types import PreferencePair
 
+pytestmark = pytest.mark.slow  # a real browser
+
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "img" / "labeling-page.png"
 INSTALL = "apt-get install -y chromium chromium-driver && pip install selenium"

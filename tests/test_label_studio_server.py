@@ -31,7 +31,7 @@ from frugalign.cli import main
 from frugalign.data import read_annotations, read_records, write_records
 from frugalign.types import PreferencePair
 
-pytestmark = pytest.mark.integration  # a server start takes ~30 s; `make test-fast` leaves it out
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a server start takes ~30 s
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BINARY = REPO / ".venv-label-studio" / "bin" / "label-studio"

@@ -172,11 +172,11 @@ def test_cli_export_gold_import(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- the page's API (no browser)
-def _request(url, body=None, headers=None):
-    data = None if body is None else json.dumps(body).encode()
+def _request(url, body=None, headers=None, timeout=10):
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -208,12 +208,69 @@ def test_server_saves_each_answer_and_restarts_where_it_stopped(running, tmp_pat
 
 def test_server_rejects_bad_requests(running):
     _, url, _ = running
-    assert _request(f"{url}/api/label", {"index": 99, "label": "A"})[0] == 400
     assert _request(f"{url}/api/label", {"index": 0, "label": "maybe"})[0] == 400
     assert _request(f"{url}/api/label", {"index": 0, "label": "A"}, {"Content-Type": "text/plain"})[0] == 415
     assert _request(f"{url}/api/state", headers={"Host": "evil.example:80"})[0] == 403
     assert _request(f"{url}/api/item/0")[1]["shown_a"].startswith("original")
     assert "flipped" not in _request(f"{url}/api/item/0")[1]
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"pair_id": "zz:0-1", "label": "A"}, 404, "field 'pair_id': unknown pair 'zz:0-1' (not in batch 'b1'"),
+    ({"label": "A"}, 400, "field 'index': missing"),
+    ({"index": 99, "label": "A"}, 404, "field 'index': no pair 99 in this batch of 12 (0 to 11)"),
+    ({"index": "3", "label": "A"}, 400, "field 'index': expected an integer, got str"),
+    ({"index": True, "label": "A"}, 400, "field 'index': expected an integer, got bool"),
+    ({"index": 0, "pair_id": 7, "label": "A"}, 400, "field 'pair_id': expected a string, got int"),
+    ({"index": 0, "pair_id": "{other}", "label": "A"}, 409, "field 'pair_id': pair 0 is '{first}', not '{other}'"),
+    ({"index": 0, "label": "maybe"}, 400, "pair '{first}': field 'label': label 'maybe': expected A, B or tie"),
+    ([0, "A"], 400, "request body: expected a JSON object, got list"),
+    (b"index=0&label=A", 400, "request body: not JSON"),
+])
+def test_server_says_which_pair_or_field_of_an_answer_is_wrong(running, tmp_path, body, status, message):
+    """An answer for an unknown pair was a 400 with the error "'index'" (a KeyError's text)."""
+    server, url, _ = running
+    first, other = server.store.batch[0].pair_id, server.store.batch[1].pair_id
+    if isinstance(body, dict):
+        body = {k: v.format(first=first, other=other) if isinstance(v, str) else v for k, v in body.items()}
+    got_status, got = _request(f"{url}/api/label", body)
+    assert (got_status, got["error"][:len(message.format(first=first, other=other))]) == (
+        status, message.format(first=first, other=other))
+    assert not (tmp_path / "labels.jsonl").exists()  # nothing saved
+    # the pair_id alone finds the pair; with a matching index it is accepted too
+    assert _request(f"{url}/api/label", {"pair_id": other, "label": "A"})[1]["state"]["done"] == 1
+    assert _request(f"{url}/api/label", {"index": 0, "pair_id": first, "label": "B"})[1]["state"]["done"] == 2
+
+
+def test_server_keeps_every_label_of_a_burst_of_200_simultaneous_posts(tmp_path):
+    """The default listen backlog (5) reset 17 of 200 simultaneous posts."""
+    items = make_batch(make_pairs(200), "burst", seed=1)
+    key, _ = write_batch(items, tmp_path / "burst")
+    server = make_server(key, tmp_path / "labels.jsonl", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/label"
+    start, failures, statuses = threading.Barrier(len(items)), [], []
+
+    def post(it):
+        start.wait()  # all at once
+        try:
+            statuses.append(_request(url, {"index": it.index, "pair_id": it.pair_id,
+                                           "label": "AB"[it.index % 2]}, timeout=120)[0])
+        except OSError as e:  # ConnectionResetError, or a URLError wrapping one
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=post, args=(it,)) for it in items]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failures == [] and statuses == [200] * len(items)
+    saved = {rec.pair_id: rec.label for _, rec in read_labels(tmp_path / "labels.jsonl")}
+    assert saved == {it.pair_id: "AB"[it.index % 2] for it in items}
 
 
 def test_server_refuses_labels_of_another_batch(batch_files, tmp_path):

@@ -89,7 +89,7 @@ def test_shared_prompt_path_does_less_work(tiny_model, tiny_tokenizer):
 
 
 def test_ratio_mode_is_difference_of_two_scores(tiny_model, tiny_model_b, tiny_tokenizer):
-    from conftest import build_tokenizer, build_model
+    from conftest import build_model, build_tokenizer
 
     other_tok = build_tokenizer(vocab_size=300, chat_template=False)  # its own vocabulary and format
     other = build_model(other_tok, seed=3)

@@ -86,6 +86,7 @@ def test_generation_has_no_deprecation(tiny_model, tiny_tokenizer):
 def test_lora_training_step_prints_no_deprecation(tiny_tokenizer, tmp_path):
     """The training loop's model set-up (activation checkpointing, peft's LoRA wrap) on the current API."""
     from conftest import build_model
+
     from frugalign.data import write_records
     from frugalign.train import TrainConfig, train
 

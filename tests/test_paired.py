@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from frugalign.paired import (mean_ci, paired_difference, pool_seeds, prompt_win_rate, prompt_win_rates,
-                              recovered_fraction)
+from frugalign.paired import (
+    mean_ci,
+    paired_difference,
+    pool_seeds,
+    prompt_win_rate,
+    prompt_win_rates,
+    recovered_fraction,
+)
 
 
 def test_prompt_win_rate_uses_every_sample_pair():

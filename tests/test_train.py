@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import build_model
+
 from frugalign.cli import main as cli_main
 from frugalign.data import write_records
 from frugalign.logprobs import LogProbScorer, ScoreItem

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import build_model, launch_two_processes
+
 from frugalign.data import write_records
 from frugalign.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow  # two training processes
 
 PROMPTS = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.", "Say hi.",
            "Tell me about Berlin.", "Write a function.", "Name a colour.", "Count to three."]

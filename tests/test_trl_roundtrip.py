@@ -10,6 +10,8 @@ import pytest
 
 from frugalign.cli import main
 
+pytestmark = pytest.mark.slow  # a CLI chain, then TRL in a subprocess
+
 QUESTIONS = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.",
              "Say something nice.", "Tell me about Berlin.", "Name a colour.", "Count to three.", "Say hi."]
 LONG, SHORT = "Paris is the capital of France and a lovely city.", "No."

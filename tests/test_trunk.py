@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
-
 from conftest import build_model
+
 from frugalign.data import write_records
 from frugalign.errors import ConfigError
-from frugalign.packing import (PairLogProbs, build_examples, cache_trunks, collate, first_trainable_layer,
-                               trunk_states)
+from frugalign.packing import PairLogProbs, build_examples, cache_trunks, collate, first_trainable_layer, trunk_states
 from frugalign.train import TrainConfig, lora_targets, prepare_model, train
 from frugalign.types import TrainingRow
 

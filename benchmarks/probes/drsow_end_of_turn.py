@@ -7,7 +7,10 @@ comparison (not the specification: Dr.SoW sums, no length normalisation).
 
     python benchmarks/probes/drsow_end_of_turn.py runs/study-standard/arms/drsow-b0-none-s0
 """
-import json, os, sys
+import json
+import os
+import sys
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from frugalign.annotate.density_ratio import DOMAIN_PROMPTS, domain_system_prompt
 from frugalign.logprobs import LogProbScorer, ScoreItem

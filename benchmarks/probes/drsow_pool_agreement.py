@@ -12,7 +12,14 @@ gold gap (chosen minus rejected) each way of building pairs gives, against gold-
 Scoring is the slow part (≈ 3 min per variant for 400 responses, bf16, 2 cores); ``--scores`` keeps the
 scores and reuses them on the next call.
 """
-import argparse, itertools, json, os, random, sys, time
+import argparse
+import itertools
+import json
+import os
+import random
+import sys
+import time
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from frugalign.annotate.density_ratio import DOMAIN_PROMPTS
 from frugalign.bench.registry import get_task

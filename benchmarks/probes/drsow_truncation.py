@@ -10,7 +10,10 @@
         runs/study-standard/arms/drsow-b0-none-s0 runs/study-standard/shared \
         runs/study-standard/arms/drsow-b0-none-s1 runs/study-standard/arms/dpo-100-b1-all-s0
 """
-import json, os, sys
+import json
+import os
+import sys
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from frugalign.models import load_tokenizer
 

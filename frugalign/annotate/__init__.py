@@ -21,7 +21,8 @@ and builds pairs from pools (best-of-N / min–max).
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from ..types import Annotation, PreferencePair
 from .base import (

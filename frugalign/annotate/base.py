@@ -4,7 +4,8 @@ A *reward function* scores single responses (``rewards(items)``); this module
 turns rewards into pair judgements and builds pairs from pools:
 
 * p = σ((r_A − r_B) / T); the preferred side is the higher reward, an exact
-  tie is ``"tie"`` with p = 0.5; confidence C = 2·(max(p, 1−p) − 0.5) (CW-PO);
+  tie is ``"tie"`` with p = 0.5; confidence C = 2·(max(p, 1−p) − 0.5) (CW-PO,
+  :func:`frugalign.weights.confidence_from_p`);
 * best-of-N / min–max pair building over a prompt's N responses: chosen =
   highest reward, rejected = lowest (SPA, default) or a random other one with a
   strictly lower reward (Dr.SoW); prompts whose rewards all tie are dropped.
@@ -19,14 +20,16 @@ import dataclasses
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..types import Annotation, PreferencePair, Prompt, PromptItem
+from ..weights import confidence_from_p
 
 NAN_POLICIES = ("error", "skip")
 REJECTED_MODES = ("lowest", "random")
@@ -73,11 +76,6 @@ def sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
     return e / (1.0 + e)
-
-
-def confidence_from_p(p: float) -> float:
-    """CW-PO's confidence C = 2·(max(p, 1−p) − 0.5) ∈ [0, 1]."""
-    return min(1.0, max(0.0, 2.0 * (max(p, 1.0 - p) - 0.5)))
 
 
 def annotation_from_rewards(pair_id: str, r_a: float, r_b: float, source: str, *,

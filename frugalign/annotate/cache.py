@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from ..logprobs import LogProbScorer, ScoreItem, ScoreResult, as_score_items
 from ..data import cache_dir
+from ..logprobs import LogProbScorer, ScoreItem, ScoreResult, as_score_items
 from ..models import model_identity
 
 _SAMPLES_PER_TENSOR = 64

@@ -6,7 +6,7 @@ package's local files only (never the hub) and kept once per process.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

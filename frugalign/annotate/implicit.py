@@ -15,7 +15,7 @@ a tokenizer (the scorer checks the vocabulary size).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ConfigError
 from ..logprobs import ScoreItem

@@ -14,7 +14,7 @@ All return ``list[list[str]]`` from ``generate(requests, settings)``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 

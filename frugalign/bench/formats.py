@@ -13,7 +13,7 @@ Two diagnostics for a gameable judge:
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from frugalign.bench.constraints import BULLETS, HIGHLIGHTS, PLACEHOLDERS, POSTSCRIPT, TITLE
 

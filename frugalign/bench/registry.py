@@ -6,7 +6,8 @@ tasks can import the base without an import cycle.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from frugalign.bench.tasks import BenchPrompt, BenchTask
 

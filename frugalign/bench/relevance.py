@@ -29,9 +29,10 @@ combined with the lexical test by ``and`` (stricter) or ``or`` (lenient).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 _TOKEN_RE = re.compile(r"\w+")
 

@@ -14,8 +14,9 @@ Every gold score is *gated*: a response that is not about its base question
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from frugalign.bench.questions import BaseQuestion, questions_for_split
 from frugalign.bench.relevance import RelevanceGate
@@ -64,7 +65,7 @@ class BenchPrompt:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BenchPrompt":
+    def from_dict(cls, d: dict[str, Any]) -> BenchPrompt:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["instruction_ids"] = tuple(d.get("instruction_ids", ()))

@@ -27,9 +27,9 @@ import csv
 import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..data import atomic_path, read_records
 from ..errors import DataError
@@ -59,7 +59,7 @@ class BatchItem:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_record(cls, rec: dict, where: str) -> "BatchItem":
+    def from_record(cls, rec: dict, where: str) -> BatchItem:
         missing = [k for k in ("batch", "index", "pair_id", "prompt", "shown_a", "shown_b", "flipped")
                    if rec.get(k) is None]
         if missing:

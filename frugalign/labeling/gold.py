@@ -22,12 +22,14 @@ path, so a position-biased judge cannot profit from the original order.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from ..errors import ConfigError, DataError
 from ..types import PREFERENCES, Annotation, PreferencePair
+from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord
 from .merge import labels_to_votes, votes_to_annotations
 
@@ -183,5 +185,5 @@ def gold_annotate_pairs(pairs: Sequence[PreferencePair], judge, name: str) -> li
         details = {"judge": name}
         if v.score_a is not None:
             details.update(score_a=v.score_a, score_b=v.score_b)
-        out.append(Annotation(pair.id, v.label, p_a, 2 * abs(p_a - 0.5), "gold", details))
+        out.append(Annotation(pair.id, v.label, p_a, confidence_from_p(p_a), "gold", details))
     return out

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 from ..types import Annotation
+from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord, check_labels, unflip
 
 VOTE_VALUE = {"A": 1.0, "B": 0.0, "tie": 0.5}
@@ -91,7 +92,7 @@ def votes_to_annotations(votes: Sequence[Vote]) -> list[Annotation]:
         details = {"votes": [v.to_record() for v in vs], "n_votes": len(vs)}
         if len(vs) > 1:
             details["agreement"] = _pair_agreement([v.preferred for v in vs])
-        out.append(Annotation(pair_id, preferred, p_a, round(2 * abs(p_a - 0.5), 12), source, details))
+        out.append(Annotation(pair_id, preferred, p_a, round(confidence_from_p(p_a), 12), source, details))
     return out
 
 

@@ -79,13 +79,32 @@ JS = """
 let state = null, cur = 0, item = null, busy = false;
 const $ = (id) => document.getElementById(id);
 
+// A request lost to a reset connection or a busy server (5xx, 429) is sent again after these
+// pauses (ms); saving an answer twice is harmless. A 4xx is the page's mistake: shown, not retried.
+const RETRY_DELAYS = [250, 500, 1000, 2000];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function api(path, body) {
   const opts = body === undefined ? {} : {method: 'POST', headers: {'Content-Type': 'application/json'},
                                          body: JSON.stringify(body)};
-  const r = await fetch(path, opts);
-  const data = await r.json();
-  if (!r.ok) throw new Error(data.error || r.statusText);
-  return data;
+  for (let attempt = 0; ; attempt++) {
+    const last = attempt >= RETRY_DELAYS.length;
+    let r;
+    try {
+      r = await fetch(path, opts);
+    } catch (e) {                       // no response at all (connection reset or refused)
+      if (last) throw e;
+      await sleep(RETRY_DELAYS[attempt]);
+      continue;
+    }
+    if ((r.status >= 500 || r.status === 429) && !last) {
+      await sleep(RETRY_DELAYS[attempt]);
+      continue;
+    }
+    const data = await r.json();
+    if (!r.ok) throw new Error(data.error || r.statusText);
+    return data;
+  }
 }
 
 function showProgress() {
@@ -138,7 +157,8 @@ async function choose(label) {
   if (busy || !item) return;
   busy = true;
   try {
-    const r = await api('/api/label', {index: cur, label: label, comment: $('comment').value});
+    const r = await api('/api/label', {index: cur, pair_id: item.pair_id, label: label,
+                                       comment: $('comment').value});
     state = r.state;
     $('status').className = '';
     $('status').textContent = 'saved #' + (cur + 1) + ': ' + label;

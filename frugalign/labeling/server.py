@@ -7,6 +7,10 @@ page moves on: the whole file is rewritten to a temp file, fsynced and
 renamed (see :func:`~frugalign.labeling.export.write_labels`), so a crash
 loses nothing and a restart continues at the first unlabelled pair.
 
+The page posts an answer as ``{"index", "pair_id", "label", "comment"}`` (either of
+index and pair_id finds the pair; given both, they must agree); a wrong one is a 4xx whose
+``error`` names the field and the pair. The page retries a post lost to a reset or a 5xx.
+
 Safety: it binds 127.0.0.1 by default, rejects requests whose ``Host`` is
 not the address it serves (DNS rebinding), accepts answers only as JSON
 (no cross-site form posts), and the page renders model text with
@@ -42,6 +46,30 @@ def default_labels_path(batch_path: str | Path, annotator: str = "") -> Path:
     return p.with_name(f"{stem}{tag}.labels.jsonl")
 
 
+class BadAnswer(ValueError):
+    """A posted answer the page cannot save, with its HTTP status (4xx) and which field is wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_answer(raw: bytes, store: LabelStore) -> tuple[int, str, str]:
+    """A posted ``{index | pair_id, label[, comment]}`` as (batch position, label, comment)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise BadAnswer(400, f"request body: not JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise BadAnswer(400, f"request body: expected a JSON object, got {type(body).__name__}")
+    index = store.resolve(body.get("index"), body.get("pair_id"))
+    try:
+        label = parse_label(body.get("label"), f"pair {store.batch[index].pair_id!r}: field 'label'")
+    except DataError as e:
+        raise BadAnswer(400, str(e)) from None
+    return index, label, str(body.get("comment") or "")
+
+
 class LabelStore:
     """The batch, this session's labels, and the atomic save (thread-safe)."""
 
@@ -51,6 +79,7 @@ class LabelStore:
         self.annotator = annotator
         self.path = Path(labels_path) if labels_path else default_labels_path(batch_path, annotator)
         self.lock = threading.Lock()
+        self.position = {it.pair_id: i for i, it in enumerate(self.batch)}
         self.labels: dict[str, LabelRecord] = {}
         if self.path.exists():  # restart: continue where the last session stopped
             existing = read_labels(self.path)
@@ -64,6 +93,30 @@ class LabelStore:
         nxt = next((it.index for it in self.batch if it.pair_id not in self.labels), None)
         return {"total": len(self.batch), "done": done, "next": nxt, "annotator": self.annotator,
                 "batch": self.batch[0].batch, "labels_file": str(self.path)}
+
+    def resolve(self, index, pair_id) -> int:
+        """The batch position a posted answer is for, from ``index`` and/or ``pair_id``;
+        :class:`BadAnswer` names the wrong field (a stale page, a client of another batch)."""
+        n = len(self.batch)
+        if pair_id is not None:
+            if not isinstance(pair_id, str):
+                raise BadAnswer(400, f"field 'pair_id': expected a string, got {type(pair_id).__name__}")
+            if pair_id not in self.position:
+                raise BadAnswer(404, f"field 'pair_id': unknown pair {pair_id!r} (not in batch "
+                                     f"{self.batch[0].batch!r} of {self.batch_path.name})")
+            if index is None:
+                return self.position[pair_id]
+        if index is None:
+            raise BadAnswer(400, f"field 'index': missing (the pair's position in the batch, 0 to {n - 1}, "
+                                 "or its pair_id)")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise BadAnswer(400, f"field 'index': expected an integer, got {type(index).__name__}")
+        if not 0 <= index < n:
+            raise BadAnswer(404, f"field 'index': no pair {index} in this batch of {n} (0 to {n - 1})")
+        if pair_id is not None and self.batch[index].pair_id != pair_id:
+            raise BadAnswer(409, f"field 'pair_id': pair {index} is {self.batch[index].pair_id!r}, not "
+                                 f"{pair_id!r} (the page shows another batch: reload it)")
+        return index
 
     def item(self, index: int) -> dict:
         """One pair as the page shows it (prompt turns, shown A/B, current label); never ``flipped``."""
@@ -150,14 +203,9 @@ class Handler(BaseHTTPRequestHandler):
         if length <= 0 or length > MAX_BODY:
             return self._json(400, {"error": "bad request size"})
         try:
-            body = json.loads(self.rfile.read(length))
-            index = body["index"]
-            if not isinstance(index, int) or not 0 <= index < len(self.store.batch):
-                raise ValueError(f"index {index!r} out of range")
-            label = parse_label(body.get("label"), "request")
-            comment = str(body.get("comment") or "")
-        except (ValueError, KeyError, TypeError, DataError) as e:
-            return self._json(400, {"error": str(e)})
+            index, label, comment = parse_answer(self.rfile.read(length), self.store)
+        except BadAnswer as e:
+            return self._json(e.status, {"error": str(e)})
         try:
             result = self.store.save(index, label, comment)
         except OSError as e:  # disk full, permissions: tell the page it was NOT saved
@@ -167,6 +215,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a stuck browser connection never blocks shutdown
+    # listen() backlog: with the default 5, a burst of 200 simultaneous posts had connections reset;
+    # the kernel caps it at net.core.somaxconn (4096 on current Linux, 128 on old kernels).
+    request_queue_size = 1024
 
 
 class _Server6(_Server):
