@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from frugalign.annotate.hybrid import (HybridAnnotator, HybridSettings, choose_gate, fit_hybrid, pair_signals)
+from frugalign.annotate.hybrid import HybridAnnotator, HybridSettings, choose_gate, fit_hybrid, pair_signals
 from frugalign.errors import ConfigError, DataError
 from frugalign.types import Annotation, PreferencePair
 

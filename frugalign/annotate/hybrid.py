@@ -35,8 +35,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -154,7 +154,7 @@ class HybridSettings:
     min_agreement: float = field(default=0.75, metadata={
         "help": "gate: keep automatic labels only above the confidence at which cross-validated "
                 "agreement with the human labels reaches this; 0 keeps every pair"})
-    folds: int = 5
+    folds: int = 10
 
     def validate(self) -> None:
         check_signals(self.signals)

@@ -21,8 +21,8 @@ with its temperature fitted on the labels).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -185,3 +185,48 @@ def plan(labelled: Sequence[PreferencePair], labels: Sequence[Annotation], unlab
                      "expected_net_labels": kept * (2 * gate_agree - 1) if kept else 0.0,
                      "weights": fit.summary()["weights"]})
     return rows
+
+
+@dataclass
+class PlanSettings:
+    """``frugalign plan``: which annotator to trust, from the human labels a user already has."""
+
+    labels: str = field(default="", metadata={"help": "human labels (annotations file) on some of the input pairs"})
+    input: str = field(default="", metadata={"help": "every candidate pair, labelled or not (pairs or any TRL layout)"})
+    annotators: list[str] = field(default_factory=lambda: ["hybrid"], metadata={
+        "help": f"any of {', '.join(ANNOTATORS)} (the Dr.SoW ones load two models and score every pair)"})
+    output: str | None = field(default=None, metadata={"help": "plan JSON"})
+    dtype: str = "auto"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.labels or not self.input:
+            raise ConfigError("plan needs labels=... (human labels) and input=... (the candidate pairs)")
+        check_names(self.annotators)
+
+
+def plan_from_files(s: PlanSettings) -> dict:
+    """Read, check, plan; the margins of Dr.SoW only when an annotator needs them."""
+    from ..data import read_annotations, read_pairs
+    from .factory import AnnotatorSettings, build_annotator
+
+    s.validate()
+    pairs, labels = read_pairs(s.input), read_annotations(s.labels)
+    ids = {p.id for p in pairs}
+    unknown = [a.pair_id for a in labels if a.pair_id not in ids]
+    if unknown:
+        raise DataError(f"{s.labels}: {len(unknown)} labels name pairs that are not in {s.input} "
+                        f"(e.g. pair_id {unknown[0]!r})")
+    labelled_ids = {a.pair_id for a in labels}
+    labelled = [p for p in pairs if p.id in labelled_ids]
+    unlabelled = [p for p in pairs if p.id not in labelled_ids]
+    margins = None
+    if any("drsow" in ANNOTATORS[a].signals for a in s.annotators):
+        drsow = build_annotator(AnnotatorSettings(method="density-ratio", overflow="truncate", dtype=s.dtype,
+                                                  progress=s.progress))
+        margins = {a.pair_id: a.details["margin"] for a in drsow.annotate(pairs)}
+    rows = plan(labelled, labels, unlabelled, s.annotators, margins)
+    best = max(rows, key=lambda r: r["expected_net_labels"])
+    beats_chance = best["cv_agreement_ci_low"] > 0.5
+    return {"rows": rows, "labelled": len(labelled), "unlabelled": len(unlabelled),
+            "recommended": best["annotator"] if beats_chance else None}

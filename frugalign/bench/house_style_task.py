@@ -24,7 +24,8 @@ disagree on it and a few labels can show what the style is.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from frugalign.bench.questions import BaseQuestion
 from frugalign.bench.tasks import BenchPrompt, BenchTask
