@@ -60,17 +60,16 @@ NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints"
 
 
 @dataclass
-class TrainConfig:
-    data: str = field(default="", metadata={"help": "training table: prompt, chosen, rejected[, weight, label_smoothing, confidence, ref_*_logps]"})
-    output_dir: str = field(default="", metadata={"help": "run directory (checkpoints, metrics, final model)"})
-    model: str = DEFAULT_MODEL
-    ref_model: str | None = field(default=None, metadata={"help": "reference model (default: the policy at step 0)"})
-    reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
+class TrainSettings:
+    """How to train: the loss, the optimiser, LoRA, precision and checkpointing, without the files.
+
+    :class:`TrainConfig` (``frugalign train``) adds the data, the model and the
+    output directory; the recipe, SPA's rounds and the study hold one of these
+    as their ``train`` block (``train.lr=6e-4``), each with its own defaults.
+    """
+
     loss: Literal["dpo", "ipo", "robust"] = "dpo"
     beta: float = 0.1
-    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={
-        "help": "column: the weight field as written; confidence: CW-PO, machine labels weighted by their confidence, "
-                "human labels 1; none: 1 (frugalign.weights)"})
     smoothing: float | None = field(default=None, metadata={"help": "constant label smoothing (cDPO); default: per-pair column"})
     reduction: Literal["mean", "weight_normalized"] = field(default="mean", metadata={"help": "mean: Σw·ℓ/n; weight_normalized: Σw·ℓ/Σw (global batch)"})
     ipo_normalize_length: bool = field(default=True, metadata={"help": "IPO on per-token log-ratios, as TRL"})
@@ -91,40 +90,32 @@ class TrainConfig:
                                                                  "across epochs (0: recompute every step)"})
     precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={
         "help": "auto: bf16 where the CPU/GPU runs it natively and faster, else float32; bf16: autocast, float32 weights"})
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N-th decoder layer (speed vs memory)"})
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = field(default=8, metadata={"help": "pairs per optimiser step (global, all processes)"})
-    micro_batch_size: int = field(default=4, metadata={"help": "pairs per forward per process"})
+    micro_batch_size: int | None = field(default=4, metadata={"help": "pairs per forward per process (none: batch_size)"})
     lr: float | None = field(default=None, metadata={"help": "default 5e-7 (full, as the SPA paper) or 2e-4 (LoRA)"})
     lr_schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    seed: int = 0
     max_length: int = 1024
-    overflow: Literal["error", "skip", "truncate"] = field(default="error", metadata={"help": "pairs over max_length"})
     lm_head_chunk: int = 256
-    device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "auto: GPU if present"})
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: only when stopping early)"})
     keep_checkpoints: int = 1
-    resume: bool = field(default=True, metadata={"help": "continue from the latest checkpoint in output_dir"})
     stop_after: int | None = field(default=None, metadata={"help": "stop (with a checkpoint) after N steps in this call"})
     tensorboard: bool = True
     threads: int | None = None
-    progress: bool = True
 
     def validate(self) -> None:
-        hints = typing.get_type_hints(TrainConfig)
-        for name, tp in hints.items():  # every Literal setting, also when built from Python
+        for name, tp in typing.get_type_hints(type(self)).items():  # every Literal setting, also when built from Python
             if typing.get_origin(tp) is Literal and getattr(self, name) not in typing.get_args(tp):
                 raise ConfigError(f"setting {name}={getattr(self, name)!r}: expected one of {typing.get_args(tp)}")
         checks = [
-            (bool(self.data and self.output_dir), "train needs data=... and output_dir=..."),
             (self.smoothing is None or 0 <= self.smoothing < 0.5, f"smoothing must lie in [0, 0.5), got {self.smoothing}"),
-            (self.reference != "adapter" or (self.finetune == "lora" and not self.ref_model), "reference=adapter needs finetune=lora and no ref_model"),
-            (self.batch_size >= 1 and self.micro_batch_size >= 1, "batch_size and micro_batch_size must be >= 1"),
+            (self.batch_size >= 1 and (self.micro_batch_size or 1) >= 1, "batch_size and micro_batch_size must be >= 1"),
             (self.epochs > 0 and (self.max_steps is None or self.max_steps >= 1), "need epochs > 0 and max_steps >= 1"),
             (self.beta > 0 and self.noise_lambda >= 0 and self.checkpoint_every >= 1, "need beta > 0, noise_lambda >= 0, checkpoint_every >= 1"),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -142,6 +133,32 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (2e-4 if self.finetune == "lora" else 5e-7)
+
+
+@dataclass
+class TrainConfig(TrainSettings):
+    """``frugalign train``: :class:`TrainSettings` plus what to train, on which data, and where."""
+
+    data: str = field(default="", metadata={"help": "training table: prompt, chosen, rejected[, weight, label_smoothing, confidence, ref_*_logps]"})
+    output_dir: str = field(default="", metadata={"help": "run directory (checkpoints, metrics, final model)"})
+    model: str = DEFAULT_MODEL
+    ref_model: str | None = field(default=None, metadata={"help": "reference model (default: the policy at step 0)"})
+    reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
+    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={
+        "help": "column: the weight field as written; confidence: CW-PO, machine labels weighted by their confidence, "
+                "human labels 1; none: 1 (frugalign.weights)"})
+    overflow: Literal["error", "skip", "truncate"] = field(default="error", metadata={"help": "pairs over max_length"})
+    seed: int = 0
+    device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "auto: GPU if present"})
+    resume: bool = field(default=True, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    progress: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.data and self.output_dir):
+            raise ConfigError("train needs data=... and output_dir=...")
+        if self.reference == "adapter" and (self.finetune != "lora" or self.ref_model):
+            raise ConfigError("reference=adapter needs finetune=lora and no ref_model")
 
 
 # --------------------------------------------------------------------------- model
@@ -374,10 +391,11 @@ def _prepare_data(cfg, acc, model, tokenizer, resuming: bool):
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with ``precision=auto`` resolved for its device (what config.json records)."""
+    """``cfg`` with ``precision=auto`` resolved for its device and ``micro_batch_size`` set (what a run records)."""
     cfg.validate()
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu"
-    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device),
+                               micro_batch_size=cfg.micro_batch_size or cfg.batch_size)
 
 
 def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
