@@ -19,8 +19,10 @@ from .data import read_annotations, read_optional, read_pairs, read_pool, write_
 from .annotate.factory import METHODS as ANNOTATOR_METHODS
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, resolve_device
+from .config import block, flat_settings, settle_blocks
 from .pipeline import RunDir, RunLock, Stage, StageContext
-from .precision import check_precision, resolve_dtype_name, resolve_precision
+from .precision import resolve_dtype_name, resolve_precision
+from .train import TrainSettings
 from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
 
@@ -28,6 +30,10 @@ from .weights import WEIGHTINGS, check_weighting
 # annotator of frugalign.annotate. The implicit (SPA) annotator needs a trained policy: it runs in
 # SPA's rounds (frugalign iterate, the study's spa method), not here.
 ANNOTATORS = ("none", "gold") + tuple(m for m in ANNOTATOR_METHODS if m != "implicit")
+# The training settings RunConfig once held at the top level: still accepted as ``lr=...`` (with a note), and
+# the names the train stage's key uses, so a run keeps its key for the same values.
+TRAIN_FLAT = ("self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha", "lora_layers", "lr", "epochs",
+              "batch_size", "max_length", "precision", "gradient_checkpointing")
 
 
 @dataclass
@@ -56,24 +62,21 @@ class RunConfig:
     weights: str = field(default="confidence", metadata={"help": " | ".join(WEIGHTINGS) + " (frugalign.weights)"})
     weak_model: str = "gemma3-270m"
     end_of_response: bool = field(default=False, metadata={"help": "Dr.SoW: also score the end of the response on both sides (not the spec)"})
-    self_refine_alpha: float = 0.0
-    loss: str = "dpo"
-    beta: float = 0.1
-    finetune: str = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_layers: int = field(default=0, metadata={"help": "LoRA on the top N layers only (0: all)"})
-    lr: float = 2e-4
-    epochs: float = 3.0
-    batch_size: int = 4
-    max_length: int = 320
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 only where native and faster) | float32 | bf16"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (not needed for ~100M models)"})
+    train: TrainSettings = block(
+        TrainSettings, "training (frugalign.train.TrainSettings); this recipe's defaults suit a ~100M model",
+        legacy=TRAIN_FLAT, finetune="lora", lr=2e-4, epochs=3.0, batch_size=4, micro_batch_size=None, max_length=320,
+        gradient_checkpointing=False, tensorboard=False, save_every=4)
     eval_samples: int = 2
     eval_temperature: float = 0.7
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        settle_blocks(self)
+
     def validate(self) -> None:
+        self.train.validate()
+        if self.train.stop_after is not None:
+            raise ConfigError("train.stop_after: the recipe trains to the end (stop early with frugalign train)")
         if self.annotator not in ANNOTATORS:
             raise ConfigError(f"annotator={self.annotator!r}: expected one of {ANNOTATORS}")
         check_weighting(self.weights)
@@ -84,7 +87,6 @@ class RunConfig:
         most = self.n * (self.n - 1) // 2
         if not 1 <= self.pairs_per_prompt <= most:
             raise ConfigError(f"pairs_per_prompt={self.pairs_per_prompt}: expected 1 .. {most} (every pair of n={self.n})")
-        check_precision(self.precision)
 
     def describe(self) -> str:
         """The recipe in one line, for the printed table: selection, annotator, weights, smoothing."""
@@ -93,9 +95,9 @@ class RunConfig:
                   f"{bought} human labels on {self.strategy} pairs" if bought else "no human labels")
         if self.annotator not in ("none", "gold"):
             labels += f", {self.annotator} labels {'the rest' if bought else 'every pair'} (weights {self.weights})"
-        if self.self_refine_alpha:
-            labels += f", self-refine α {self.self_refine_alpha}"
-        return f"{labels}; {'LoRA' if self.finetune == 'lora' else self.finetune} {self.loss.upper()}"
+        if self.train.self_refine_alpha:
+            labels += f", self-refine α {self.train.self_refine_alpha}"
+        return f"{labels}; {'LoRA' if self.train.finetune == 'lora' else self.train.finetune} {self.train.loss.upper()}"
 
     def candidate_pairs(self) -> int:
         return self.train_prompts * self.pairs_per_prompt
@@ -108,13 +110,28 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """This config with ``precision``/``dtype`` ``auto`` resolved for the device (stage keys see the real numerics)."""
-        precision = resolve_precision(self.precision, resolve_device(self.device))
+        precision = resolve_precision(self.train.precision, resolve_device(self.device))
         dtype = resolve_dtype_name(self.dtype, precision, resolve_device(self.device))
-        return dataclasses.replace(self, precision=precision, dtype=dtype)
+        return dataclasses.replace(self, dtype=dtype, train=dataclasses.replace(self.train, precision=precision))
 
 
 def _settings(cfg: RunConfig, *names: str) -> dict:
-    return {k: getattr(cfg, k) for k in names}
+    """Stage settings by the flat names stage keys have always used (``lr``, not ``train.lr``)."""
+    flat = flat_settings(cfg, legacy=True)
+    return {k: flat[k] for k in names}
+
+
+def added_train_settings(cfg: RunConfig) -> dict:
+    """``train.*`` settings beyond :data:`TRAIN_FLAT` that differ from the recipe's defaults and change the numbers.
+
+    They join the train stage's key only when set, so a run made before the
+    recipe exposed them keeps its key (and is not retrained).
+    """
+    from .train import NON_MATH
+
+    default = type(cfg)().train
+    return {f"train.{k}": v for k, v in dataclasses.asdict(cfg.train).items()
+            if k not in TRAIN_FLAT and k not in NON_MATH and v != getattr(default, k)}
 
 
 # ---------------------------------------------------------------- stages
@@ -223,7 +240,7 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     human_pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))
     human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
-                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=resolve_device(cfg.device))
+                          dtype=cfg.dtype, overflow="truncate", beta=cfg.train.beta, device=resolve_device(cfg.device))
     if cfg.annotator == "weak-judge":
         s.labels = str(ctx.input("label", "human.jsonl"))
     if cfg.annotator == "density-ratio":
@@ -263,15 +280,9 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
     write_records(ctx.out / "train.jsonl", rows)
     # Training resumes from its own checkpoints, so it works outside the stage's temp dir.
     work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
-    tcfg = TrainConfig(data=str(ctx.out / "train.jsonl"), output_dir=str(work), model=cfg.model,
-                       loss=cfg.loss, beta=cfg.beta, weights="column", finetune=cfg.finetune, lr=cfg.lr,
-                       lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_layers=cfg.lora_layers,
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.batch_size,
-                       max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
-                       self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
-                       gradient_checkpointing=cfg.gradient_checkpointing,
-                       device="cpu" if resolve_device(cfg.device) == "cpu" else "auto",
-                       tensorboard=False, save_every=4)
+    tcfg = TrainConfig(**dataclasses.asdict(cfg.train), data=str(ctx.out / "train.jsonl"), output_dir=str(work),
+                       model=cfg.model, weights="column", overflow="truncate", seed=cfg.seed, progress=cfg.progress,
+                       device="cpu" if resolve_device(cfg.device) == "cpu" else "auto")
     summary = train(tcfg)
     shutil.move(str(work / "final"), str(ctx.out / "model"))
     shutil.copy(work / "metrics.jsonl", ctx.out / "metrics.jsonl") if (work / "metrics.jsonl").exists() else None
@@ -356,9 +367,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
               {**_settings(cfg, "annotator", "model", "weak_model", "seed", "beta"),  # older runs keep their keys:
                **({"end_of_response": True} if cfg.end_of_response else {})}, ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
-              _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha",
-                        "lora_layers", "lr", "epochs",
-                        "batch_size", "max_length", "precision", "gradient_checkpointing", "seed", "annotator"),
+              {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg)},
               ("select", "label", "annotate")),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
         Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train")),

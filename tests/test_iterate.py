@@ -72,8 +72,8 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
     write_records(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": q} for i, q in enumerate(questions)])
     cfg = IterateConfig(prompts=str(tmp_path / "prompts.jsonl"), policy=seed_policy, init_model=init,
                         output_dir=str(tmp_path / "spa"), rounds=2, k=3, temperature=1.0, max_new_tokens=6,
-                        batch_size=2, micro_batch_size=2, lr=1e-3, progress=False, precision="float32",
-                        train={"threads": 1, "tensorboard": False, "warmup_ratio": 0.0})
+                        progress=False, train={"batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "precision": "float32",
+                                               "threads": 1, "tensorboard": False, "warmup_ratio": 0.0})
     summary = iterate(cfg)
     r1, r2 = summary["rounds"]
     assert (r1["noise_lambda"], r2["noise_lambda"]) == (0.5, 0.25)
