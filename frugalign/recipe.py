@@ -175,13 +175,13 @@ def stage_embed(ctx: StageContext, cfg: RunConfig) -> dict:
     """Embed every pool response once (``embedder``); selection reads them, a study shares them across arms."""
     import numpy as np
 
-    from .select import embed_pool, policy_embedder, sentence_embedder
+    from .select import embed_pool, make_embedder
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
-    if cfg.embedder == "none":
+    embedder = make_embedder(cfg.embedder, cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device),
+                             progress=cfg.progress)
+    if embedder is None:
         return {"embedded": 0}
-    embedder = sentence_embedder() if cfg.embedder == "sentence" else policy_embedder(*_load_policy(cfg),
-                                                                                      progress=cfg.progress)
     emb = embed_pool(pool, embedder)
     np.save(ctx.out / "embeddings.npy", emb)
     return {"embedded": int(emb.shape[0]), "dim": int(emb.shape[1])}
@@ -266,15 +266,15 @@ def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Pat
 
 
 def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
-    from .data import annotations_to_training
+    from .data import labels_to_training
     from .train import TrainConfig, train
 
     pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
-    label_files = [ctx.input("label", "human.jsonl"), ctx.input("annotate", "auto.jsonl")]
-    if cfg.annotator == "gold":  # the 100%-labels baseline trains on gold labels for every pair
-        label_files.append(ctx.input("label", "gold_rest.jsonl"))
-    anns = read_optional(read_annotations, *label_files)
-    rows, join = annotations_to_training(pairs, anns, weighting=cfg.weights)  # CW-PO: frugalign.weights
+    human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
+    auto = read_optional(read_annotations, ctx.input("annotate", "auto.jsonl"))
+    # the 100%-labels baseline trains on gold labels for every pair
+    gold = read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl")) if cfg.annotator == "gold" else []
+    rows, join = labels_to_training(pairs, human, auto, gold, weighting=cfg.weights)  # CW-PO: frugalign.weights
     if not rows:
         raise ConfigError("no non-tied labelled pairs to train on (raise budget or add an annotator)")
     write_records(ctx.out / "train.jsonl", rows)
