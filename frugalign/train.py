@@ -48,7 +48,7 @@ from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, re
 from .models import DEFAULT_MODEL, add_lora, load_model
 from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
                       decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
-from .pipeline import RunLock, config_difference
+from .pipeline import RunDir, RunLock
 from .precision import autocast, resolve_precision
 
 # --------------------------------------------------------------------------- settings
@@ -212,19 +212,23 @@ def run_identity(cfg: TrainConfig) -> dict:
     return identity
 
 
-def check_run_dir(cfg: TrainConfig) -> bool:
-    """True if ``output_dir`` holds this same run; a different config is a one-line error."""
-    path = Path(cfg.output_dir) / "config.json"
-    if not path.exists():
-        return False
-    stored = json.loads(path.read_text())
-    old = stored.get("identity") or {k: v for k, v in stored.get("config", {}).items() if k not in NON_MATH}
-    diff = config_difference(old, run_identity(cfg))
-    if diff:
-        raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({diff}); use another output_dir")
-    if not cfg.resume:
+def open_run_dir(cfg: TrainConfig, *, writer: bool = True) -> tuple[RunDir, bool]:
+    """``output_dir`` as a :class:`RunDir` that holds this run, and whether it already did (resume).
+
+    Another run there is a one-line error (:meth:`RunDir.claim`); settings added
+    since, left at their defaults, are not a difference. ``writer``: the process
+    that writes (the others only check).
+    """
+    run = RunDir(cfg.output_dir, readonly=not writer)
+    legacy = Path(cfg.output_dir) / "config.json"  # a run written before training used RunDir
+    if "identity" not in run.manifest and legacy.exists():
+        stored = json.loads(legacy.read_text())
+        run.manifest["identity"] = stored.get("identity") or {k: v for k, v in stored.get("config", {}).items()
+                                                              if k not in NON_MATH}
+    resuming = run.claim(run_identity(cfg), defaults=run_identity(type(cfg)()), what="a run")
+    if resuming and not cfg.resume:
         raise ConfigError(f"{cfg.output_dir} already holds this run; pass resume=true or use another output_dir")
-    return True
+    return run, resuming
 
 
 # --------------------------------------------------------------------------- the loop
@@ -410,7 +414,7 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
         acc = Accelerator(cpu=cfg.device == "cpu")
     except ValueError as e:  # accelerate's process-wide state was set up for another device
         raise ConfigError(f"cannot switch device within one process: {str(e).splitlines()[0]}") from None
-    resuming = check_run_dir(cfg)
+    run_dir, resuming = open_run_dir(cfg, writer=acc.is_main_process)
     torch.manual_seed(cfg.seed)
     if model is None:
         model, tokenizer = load_model(cfg.model, device=str(acc.device))
@@ -439,9 +443,9 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
               examples, tokenizer, total, spe, trunk_layer=trunk, info=info)
     done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())
     run.start_step = load_checkpoint(run, done[-1]) if resuming and done else 0
-    if acc.is_main_process and not resuming:
-        write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "identity": run_identity(cfg),
-                                                          "world_size": acc.num_processes})
+    if acc.is_main_process:  # the identity is recorded once the run has really started
+        run_dir.manifest.update(config=asdict(cfg), world_size=acc.num_processes)
+        run_dir.save()
     return run
 
 
@@ -460,7 +464,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
 def _train(cfg: TrainConfig, model, tokenizer) -> dict:
     summary_path = Path(cfg.output_dir) / "summary.json"
     if cfg.resume and summary_path.exists() and (Path(cfg.output_dir) / "final").exists():
-        check_run_dir(cfg)
+        open_run_dir(cfg, writer=False)  # refuses another run's directory
         return json.loads(summary_path.read_text())  # already finished: nothing to do
     run = setup(cfg, model, tokenizer)
     acc, log = run.accelerator, MetricsLog(cfg, run.start_step, run.accelerator.is_main_process)
