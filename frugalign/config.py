@@ -154,8 +154,9 @@ def _block_values(name: str, value: Any) -> dict:
     return value
 
 
-def normalize(cls, values: dict, into: dict | None = None) -> dict:
-    """``values`` with every key a top-level or ``block.field`` name: block mappings spread, old names renamed."""
+def normalize(cls, values: dict, into: dict | None = None, *, note: bool = True) -> dict:
+    """``values`` with every key a top-level or ``block.field`` name: block mappings spread, old names renamed
+    (``note``: with a one-line note, for settings a person wrote)."""
     into = {} if into is None else into
     nested, legacy = blocks(cls), legacy_names(cls)
     for key, value in values.items():
@@ -163,7 +164,8 @@ def normalize(cls, values: dict, into: dict | None = None) -> dict:
             for sub, v in _block_values(key, value).items():
                 into[f"{key}.{sub}"] = v
         elif key in legacy:
-            _note_legacy(key, legacy[key])
+            if note:
+                _note_legacy(key, legacy[key])
             into[legacy[key]] = value
         else:
             into[key] = value

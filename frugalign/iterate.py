@@ -18,16 +18,21 @@ The judge is the one implicit-reward annotator of :mod:`frugalign.annotate.impli
 (min–max pool pairs of :func:`frugalign.annotate.base.pairs_from_pool`); both models
 are in memory while it scores.
 
-Every stage writes its files atomically in ``round-i/`` (``pool.jsonl``; the judged
-``judged_pairs.jsonl`` and ``annotations.jsonl``; the training rows ``pairs.jsonl``;
-``train/``; ``round.json``); a rerun skips finished stages and resumes training from
-its last checkpoint. A different configuration in the same directory is refused.
+``output_dir`` is a :class:`~frugalign.pipeline.RunDir` with one stage per round:
+``round-i/`` holds its ``pool.jsonl``, the judged ``judged_pairs.jsonl`` and
+``annotations.jsonl``, the training rows ``pairs.jsonl`` and ``train/``; the manifest
+holds the round's record. A round grows in ``work/`` (a rerun reuses its samples and
+labels and resumes training from its last checkpoint) and moves into ``round-i/``
+when done. A different configuration in the same directory is refused (settings
+added since, at their defaults, are not a difference).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +44,12 @@ from .data import annotations_to_training, file_digest, read_pool, read_training
 from .errors import ConfigError
 from .faults import kill_point
 from .backends import BACKENDS, open_backend
-from .config import block, flat_settings, settle_blocks
+from .config import block, flat_settings, normalize, settle_blocks
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer
 from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
-from .pipeline import RunLock, config_difference
+from .pipeline import RunDir, RunLock, Stage, stage_key
 from .precision import autocast, resolve_precision
 from .train import TrainConfig, TrainSettings, train
 from .types import Annotation, PreferencePair, PromptItem
@@ -208,15 +213,52 @@ def _train_config(cfg: IterateConfig, start: str, data: Path, out: Path, i: int)
                        seed=cfg.seed + i, device=cfg.device, progress=cfg.progress)
 
 
-def _check_dir(cfg: IterateConfig) -> None:
-    """Refuse a directory holding other rounds; the prompts file counts by content, not path."""
-    path = Path(cfg.output_dir) / "config.json"
-    new = {k: v for k, v in flat_settings(cfg).items() if k not in ("progress", "prompts")}
-    new["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
-    if not path.exists():
-        write_json(path, new)
-    elif diff := config_difference(json.loads(path.read_text()), new):
-        raise ConfigError(f"{cfg.output_dir} holds SPA rounds with a different config ({diff}); use another output_dir")
+def run_identity(cfg: IterateConfig) -> dict:
+    """What makes two SPA runs the same: the settings that change the numbers, the prompts by content, not path."""
+    from .train import NON_MATH
+
+    identity = {k: v for k, v in flat_settings(cfg).items()
+                if k not in ("progress", "prompts") and k.removeprefix("train.") not in NON_MATH}
+    identity["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
+    return identity
+
+
+def round_keys(rounds: int) -> list[str]:
+    """Each round's stage key: a chain, round i's input is round i-1 (the identity covers the settings)."""
+    keys: list[str] = []
+    for i in range(1, rounds + 1):
+        keys.append(stage_key(f"round-{i}", {"round": i}, {f"round-{i - 1}": keys[-1]} if keys else {}))
+    return keys
+
+
+def open_run_dir(cfg: IterateConfig, keys: list[str], writer: bool = True) -> RunDir:
+    """``output_dir`` as a RunDir holding these rounds; another configuration there is a one-line error."""
+    run = RunDir(cfg.output_dir, dataclasses.asdict(cfg), readonly=not writer)
+    _adopt_old_layout(run, keys)
+    run.claim(run_identity(cfg), defaults=run_identity(type(cfg)()), what="SPA rounds")
+    if writer:
+        run.save()
+    return run
+
+
+def _adopt_old_layout(run: RunDir, keys: list[str]) -> None:
+    """Rounds written before SPA used RunDir (``config.json``, ``round-i/round.json``) join the manifest as done."""
+    from .train import NON_MATH
+
+    old = run.path / "config.json"
+    if "identity" in run.manifest or not old.exists():
+        return
+    settings = normalize(IterateConfig, json.loads(old.read_text()), note=False)  # old flat names, a train dict
+    run.manifest["identity"] = {k: v for k, v in settings.items() if k.removeprefix("train.") not in NON_MATH}
+    for i, key in enumerate(keys, 1):
+        record = run.path / f"round-{i}" / "round.json"
+        if not record.exists():
+            break
+        run.manifest["stages"][f"round-{i}"] = {"status": "done", "key": key, "summary": json.loads(record.read_text())}
+
+
+class _Stopped(Exception):
+    """A round's training stopped early (``train.stop_after``); a rerun resumes it."""
 
 
 def iterate(cfg: IterateConfig) -> dict:
@@ -234,35 +276,49 @@ def iterate(cfg: IterateConfig) -> dict:
 
 
 def _rounds(cfg: IterateConfig, state, plan: list[list[PromptItem]]) -> dict:
-    if state.is_main_process:
-        _check_dir(cfg)
+    """Each round is a stage of one RunDir; its files grow in ``work/`` (a rerun resumes them) and move in when done."""
+    keys = round_keys(len(plan))
+    run = open_run_dir(cfg, keys, writer=state.is_main_process)
     state.wait_for_everyone()
     start, rounds = cfg.policy, []
-    for i, items in enumerate(plan, 1):
-        rdir = Path(cfg.output_dir) / f"round-{i}"
-        done = rdir / "round.json"
-        if done.exists():
-            record = json.loads(done.read_text())
-        else:
-            judged = {}
-            if state.is_main_process:  # sampling and judging run once; training uses every process
-                pool = _sample(cfg, start, items, i, rdir / "pool.jsonl")
-                kill_point(f"iterate:round-{i}:sampled")
-                judged = _judge(cfg, start, pool, i, rdir)
-                kill_point(f"iterate:round-{i}:judged")
-            state.wait_for_everyone()
-            summary = train(_train_config(cfg, start, rdir / "pairs.jsonl", rdir / "train", i))
-            if "final_model" not in summary:  # stopped early (train stop_after): rerun to resume
-                return {"rounds": rounds, "stopped_in_round": i, "final_model": None}
-            record = {"round": i, "start_model": start, "prompts": len(items), "noise_lambda": cfg.noise_lambda(i),
-                      "pairs": summary.get("pairs", judged.get("pairs")), "skipped": judged.get("skipped"),
-                      "train": summary}
-            if state.is_main_process:
-                write_json(done, record)
+    for i, (items, key) in enumerate(zip(plan, keys), 1):
+        name = f"round-{i}"
+        step = functools.partial(_round, cfg, state, i, items, start, run.path / "work" / f"{name}-{key}",
+                                 run.stage_dir(name))
+        try:
+            if not state.is_main_process:  # training uses every process; the main one keeps the records
+                record = run.summary(name) if run.is_done(name, key) else step(None)
+            else:
+                record = run.run(Stage(name, lambda ctx: step(ctx.out), {"round": i}, (f"round-{i - 1}",) if i > 1
+                                       else ()), log=lambda m: None)
                 kill_point(f"iterate:round-{i}:done")
+        except _Stopped:  # stopped early (train stop_after): rerun to resume
+            return {"rounds": rounds, "stopped_in_round": i, "final_model": None}
         rounds.append(record)
         start = record["train"]["final_model"]
     result = {"rounds": rounds, "final_model": start}
     if state.is_main_process:
         write_json(Path(cfg.output_dir) / "summary.json", result)
     return result
+
+
+def _round(cfg: IterateConfig, state, i: int, items: list[PromptItem], start: str, work: Path, final: Path,
+           out: Path | None) -> dict:
+    """Round ``i`` in ``work``: sample and judge (main process), train (all); then move its files to ``out``."""
+    judged = {}
+    if state.is_main_process:  # sampling and judging run once; training uses every process
+        pool = _sample(cfg, start, items, i, work / "pool.jsonl")
+        kill_point(f"iterate:round-{i}:sampled")
+        judged = _judge(cfg, start, pool, i, work)
+        kill_point(f"iterate:round-{i}:judged")
+    state.wait_for_everyone()
+    summary = train(_train_config(cfg, start, work / "pairs.jsonl", work / "train", i))
+    if "final_model" not in summary:
+        raise _Stopped()
+    if out is not None:
+        for item in work.iterdir():
+            shutil.move(str(item), str(out / item.name))
+        shutil.rmtree(work, ignore_errors=True)
+    return {"round": i, "start_model": start, "prompts": len(items), "noise_lambda": cfg.noise_lambda(i),
+            "pairs": summary.get("pairs", judged.get("pairs")), "skipped": judged.get("skipped"),
+            "train": {**summary, "final_model": str(final / "train" / "final")}}
