@@ -9,7 +9,7 @@ import pytest
 
 from frugalign.errors import ConfigError
 from frugalign.study import StudyConfig, expand_arms, run_study
-from frugalign.study_summary import analyse, cell_name
+from frugalign.study_summary import analyse, cell_name, load_rows
 
 
 def tiny_study(tmp_path, tiny_dir, name="study", **kw):
@@ -134,18 +134,21 @@ def test_a_setting_added_after_the_summary_reads_as_its_default():
     assert config_difference({"lr": 1}, {"lr": 2}, defaults={"lr": 2}) == "lr: 1 -> 2"  # present keys win
 
 
-def test_the_committed_study_summary_still_matches_its_preset():
-    """docs/results/study-standard.json (flat settings) resumes under the preset's nested settings."""
+@pytest.mark.parametrize("summary, settings, arms", [("study-standard.json", "study-standard", 21),
+                                                     ("sweep-dpo100.json", "docs/results/sweep-dpo100.yaml", 7)])
+def test_a_committed_study_summary_still_matches_its_settings(summary, settings, arms):
+    """A committed summary (flat settings, made before the train block) resumes under the nested settings."""
     from pathlib import Path
 
     from frugalign.config import build_config, load_yaml, preset_path, updated
     from frugalign.study import study_meta
-    from frugalign.study_summary import load_rows
 
-    committed = Path(__file__).parents[1] / "docs" / "results" / "study-standard.json"
-    cfg = build_config(StudyConfig, preset=load_yaml(preset_path("study-standard")), **{"train.precision": "bf16"})
+    root = Path(__file__).parents[1]
+    path = root / settings if settings.endswith(".yaml") else preset_path(settings)
+    cfg = build_config(StudyConfig, preset=load_yaml(path), **{"train.precision": "bf16"})
+    committed = root / "docs" / "results" / summary
     rows = load_rows(committed, study_meta(cfg.resolved(), None, None), defaults=StudyConfig().settings())
-    assert len(rows) == 21
-    with pytest.raises(ConfigError, match="other settings .*lr: 0.0006 -> 0.001"):
+    assert len(rows) == arms
+    with pytest.raises(ConfigError, match="other settings .*lr: 0.000. -> 0.001"):
         changed = updated(cfg, {"train.lr": 1e-3}).resolved()
         load_rows(committed, study_meta(changed, None, None), defaults=StudyConfig().settings())
