@@ -51,7 +51,7 @@ from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
 from .pipeline import RunDir, RunLock, Stage, stage_key
 from .precision import autocast, resolve_precision
-from .train import TrainConfig, TrainSettings, train
+from .train import NON_MATH, TrainConfig, TrainSettings, train
 from .types import Annotation, PreferencePair, PromptItem
 
 __all__ = ["IterateConfig", "RoundSettings", "iterate", "judge_round"]
@@ -215,8 +215,6 @@ def _train_config(cfg: IterateConfig, start: str, data: Path, out: Path, i: int)
 
 def run_identity(cfg: IterateConfig) -> dict:
     """What makes two SPA runs the same: the settings that change the numbers, the prompts by content, not path."""
-    from .train import NON_MATH
-
     identity = {k: v for k, v in flat_settings(cfg).items()
                 if k not in ("progress", "prompts") and k.removeprefix("train.") not in NON_MATH}
     identity["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
@@ -243,8 +241,6 @@ def open_run_dir(cfg: IterateConfig, keys: list[str], writer: bool = True) -> Ru
 
 def _adopt_old_layout(run: RunDir, keys: list[str]) -> None:
     """Rounds written before SPA used RunDir (``config.json``, ``round-i/round.json``) join the manifest as done."""
-    from .train import NON_MATH
-
     old = run.path / "config.json"
     if "identity" in run.manifest or not old.exists():
         return

@@ -22,7 +22,7 @@ from .models import DEFAULT_MODEL, resolve_device
 from .config import block, flat_settings, settle_blocks
 from .pipeline import RunDir, RunLock, Stage, StageContext
 from .precision import resolve_dtype_name, resolve_precision
-from .train import TrainSettings
+from .train import NON_MATH, TrainSettings
 from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
 
@@ -127,8 +127,6 @@ def added_train_settings(cfg: RunConfig) -> dict:
     They join the train stage's key only when set, so a run made before the
     recipe exposed them keeps its key (and is not retrained).
     """
-    from .train import NON_MATH
-
     default = type(cfg)().train
     return {f"train.{k}": v for k, v in dataclasses.asdict(cfg.train).items()
             if k not in TRAIN_FLAT and k not in NON_MATH and v != getattr(default, k)}

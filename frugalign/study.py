@@ -58,6 +58,7 @@ from .pipeline import RunDir, RunLock, Stage, StageContext
 from .config import block, flat_settings, normalize, updated
 from .iterate import RoundSettings
 from .recipe import RunConfig
+from .train import NON_MATH
 from .study_summary import (check_fingerprint, load_rows, merged_grid, shared_fingerprint, summary_document,
                             write_summary)
 
@@ -151,8 +152,6 @@ class StudyConfig(RunConfig):
         Flat, by the names a committed summary has (``lr``, ``spa_rounds``; settings
         added since as ``train.warmup_ratio``), so it still resumes and compares.
         """
-        from .train import NON_MATH
-
         return {k: v for k, v in flat_settings(self, legacy=True).items()
                 if k not in GRID and k.removeprefix("train.") not in NON_MATH}
 
