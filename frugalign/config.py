@@ -267,7 +267,7 @@ def preset_path(name: str) -> str:
     return str(files("frugalign").joinpath("configs", f"{name}.yaml"))
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, f: dataclasses.Field, default) -> None:
+def _flag(parser, name: str, f: dataclasses.Field, default) -> None:
     doc = (f.metadata or {}).get("help", "")
     parser.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg__{name}", default=None, metavar="V",
                         help=f"{doc} (default: {default})".strip())
@@ -284,9 +284,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls) -> None:
         if f.name not in blocks(cls):
             _flag(parser, f.name, f, _default(f))
             continue
-        inner = _default(f)
+        inner, group = _default(f), parser.add_argument_group(f"{f.name}.* settings", f.metadata.get("help"))
         for sub in dataclasses.fields(inner):
-            _flag(parser, f"{f.name}.{sub.name}", sub, getattr(inner, sub.name))
+            _flag(group, f"{f.name}.{sub.name}", sub, getattr(inner, sub.name))
     for old in legacy_names(cls):  # the old flat flags keep working, unlisted
         parser.add_argument(f"--{old.replace('_', '-')}", dest=f"cfg__{old}", default=None, help=argparse.SUPPRESS)
 
