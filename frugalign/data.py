@@ -443,3 +443,20 @@ def annotations_to_training(pairs: Sequence[PreferencePair], annotations: Sequen
     summary = {"pairs": len(pairs), "annotations": len(annotations), "ties_dropped": ties,
                "unannotated": len(pairs) - len({a.pair_id for a in annotations}), "rows": len(rows)}
     return rows, summary
+
+
+def labels_to_training(pairs: Sequence[PreferencePair], *label_sets: Sequence[Annotation],
+                       weighting: str = "none") -> tuple[list[TrainingRow], dict]:
+    """One training table from several label sets (human labels, an annotator's, gold) over ``pairs``.
+
+    A pair labelled in more than one set keeps the label of the first set that
+    has it; rows follow the sets' order, then each set's order. Pairs given twice
+    count once (the last copy). See :func:`annotations_to_training` for the rest.
+    """
+    by_id = {p.id: p for p in pairs}
+    seen: set[str] = set()
+    labels = []
+    for labelled in label_sets:
+        labels += [a for a in labelled if a.pair_id not in seen]
+        seen |= {a.pair_id for a in labelled}
+    return annotations_to_training(list(by_id.values()), labels, weighting=weighting)

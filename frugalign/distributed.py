@@ -72,6 +72,19 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def process_device(device: str, ctx: DistContext) -> str:
+    """This process's device: under a multi-process launch ``cuda`` is one GPU per process."""
+    return f"cuda:{ctx.local_rank}" if ctx.world > 1 and device == "cuda" else device
+
+
+def process_threads(threads: int, device: str, ctx: DistContext) -> int:
+    """Torch threads for this process: on CPU under a multi-process launch, the cores split between processes."""
+    if ctx.world > 1 and not device.startswith("cuda") and not threads:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world))
+        return max(1, (os.cpu_count() or 1) // local)   # no oversubscription across processes
+    return threads
+
+
 def shard_indices(n: int, ctx: DistContext) -> list[int]:
     """Indices of the items this process handles."""
     return list(range(ctx.rank, n, ctx.world))

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from .errors import DataError
+from .annotate.factory import AnnotatorSettings
+from .errors import ConfigError, DataError
 from .metrics import (
     accuracy_by_group,
     annotation_accuracy,
@@ -155,3 +157,44 @@ def score_rewardbench(rows: Sequence[dict], annotator, *, weighting: str = "offi
               "n_ties": sum(e["preferred"] == "tie" for e in per_example),
               "annotator_stats": dict(getattr(annotator, "stats", {}) or {})}
     return report, per_example
+
+
+# ---------------------------------------------------------------- `frugalign eval` settings
+
+
+@dataclass
+class EvalAnnotationsConfig:
+    """``frugalign eval annotations``: annotations against reference labels."""
+
+    annotations: str = field(default="", metadata={"help": "annotations to evaluate"})
+    reference: str = field(default="", metadata={"help": "reference labels (an annotations file, e.g. human or gold)"})
+    pairs: str | None = field(default=None, metadata={"help": "pairs file: checks ids and gives domains"})
+    output: str | None = field(default=None, metadata={"help": "report JSON"})
+    reliability_png: str | None = field(default=None, metadata={"help": "reliability diagram PNG"})
+    n_bins: int = 10
+    strict: bool = field(default=False, metadata={"help": "error (not count) on unmatched pair ids"})
+
+    def validate(self) -> None:
+        if not self.annotations or not self.reference:
+            raise ConfigError("eval annotations needs annotations=... and reference=...")
+        if self.n_bins < 1:
+            raise ConfigError(f"n_bins must be >= 1, got {self.n_bins}")
+
+
+@dataclass
+class EvalRewardBenchConfig(AnnotatorSettings):
+    """``frugalign eval rewardbench``: an annotator's RewardBench section scores on a file."""
+
+    input: str = field(default="", metadata={"help": "RewardBench-format file: prompt, chosen, rejected, subset"})
+    output: str | None = field(default=None, metadata={"help": "report JSON"})
+    per_example_output: str | None = field(default=None, metadata={"help": "per-example results (.jsonl)"})
+    weighting: str = field(default="official", metadata={"help": "official (RewardBench's subset weights) | observed"})
+
+    def validate(self) -> None:
+        if not self.input:
+            raise ConfigError("eval rewardbench needs input=...")
+        if self.weighting not in ("official", "observed"):
+            raise ConfigError(f"weighting={self.weighting!r}: expected official or observed")
+        if self.labels and not self.label_pairs and not self.judge_load:
+            raise ConfigError("labels=... on a RewardBench file need label_pairs=... (the pairs they refer to)")
+        super().validate()

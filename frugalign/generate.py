@@ -19,7 +19,7 @@ independent of batching and of data-parallel sharding
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -27,9 +27,15 @@ from tqdm.auto import tqdm
 
 from .chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
 from .errors import ConfigError, ContextOverflowError
+from .models import DEFAULT_MODEL
 from .types import Prompt, PromptItem
 
 EMPTY_RESPONSE = "(empty response)"
+# The generation backends of frugalign.backends (named here so settings can check a name without importing them).
+BACKENDS = ("transformers", "fast", "vllm", "auto")
+BACKEND_HELP = ("auto (vllm on a GPU with vllm installed, else fast) | fast (continuous batching, "
+                "per-prompt seeds) | transformers (plain model.generate) | vllm (GPU: pip install frugalign[vllm]; "
+                "CPU: scripts/setup-vllm.sh)")
 
 
 @dataclass
@@ -52,6 +58,40 @@ class GenerationSettings:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class GenerateConfig:
+    """``frugalign generate``: sample N responses per prompt of a file, with a backend, on this process's device."""
+
+    input: str = field(default="", metadata={"help": "prompts or pool (.jsonl/.json/.parquet): id, prompt[, system, domain]"})
+    output: str = field(default="", metadata={"help": "pool file to write"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "embedded name, local dir, .gguf file or hub id"})
+    n: int = 4
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    seed: int = 0
+    batch_size: int = field(default=16, metadata={"help": "sequences decoded together (per process)"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 only where the CPU/GPU runs it natively "
+                                                         "and faster, else float32) | float32 | bfloat16 | float16"})
+    device: str = "cpu"
+    backend: str = field(default="auto", metadata={"help": BACKEND_HELP})
+    threads: int = field(default=0, metadata={"help": "torch threads per process (0: torch's default; "
+                                                      "under a multi-process launch on CPU: cores / processes)"})
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("generate needs input=... and output=...")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown generation backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        self.sampling().validate()
+
+    def sampling(self) -> GenerationSettings:
+        return GenerationSettings(self.n, self.temperature, self.top_p, self.max_new_tokens, self.seed, self.batch_size)
 
 
 @dataclass

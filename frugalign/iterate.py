@@ -18,79 +18,61 @@ The judge is the one implicit-reward annotator of :mod:`frugalign.annotate.impli
 (min–max pool pairs of :func:`frugalign.annotate.base.pairs_from_pool`); both models
 are in memory while it scores.
 
-Every stage writes its files atomically in ``round-i/`` (``pool.jsonl``; the judged
-``judged_pairs.jsonl`` and ``annotations.jsonl``; the training rows ``pairs.jsonl``;
-``train/``; ``round.json``); a rerun skips finished stages and resumes training from
-its last checkpoint. A different configuration in the same directory is refused.
+``output_dir`` is a :class:`~frugalign.pipeline.RunDir` with one stage per round:
+``round-i/`` holds its ``pool.jsonl``, the judged ``judged_pairs.jsonl`` and
+``annotations.jsonl``, the training rows ``pairs.jsonl`` and ``train/``; the manifest
+holds the round's record. A round grows in ``work/`` (a rerun reuses its samples and
+labels and resumes training from its last checkpoint) and moves into ``round-i/``
+when done. A different configuration in the same directory is refused (settings
+added since, at their defaults, are not a difference).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-
 from .annotate.implicit import implicit_annotator
+from .backends import BACKENDS, open_backend
+from .config import block, flat_settings, normalize, settle_blocks
 from .data import annotations_to_training, file_digest, read_pool, read_training, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
-from .backends import BACKENDS, open_backend
 from .generate import GenerationSettings, generate_pool
 from .logprobs import LogProbScorer
 from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
-from .pipeline import RunLock, config_difference
+from .pipeline import RunDir, RunLock, Stage, stage_key
 from .precision import autocast, resolve_precision
-from .train import TrainConfig, train
+from .train import NON_MATH, TrainConfig, TrainSettings, train
 from .types import Annotation, PreferencePair, PromptItem
 
-__all__ = ["IterateConfig", "iterate", "judge_round"]
+__all__ = ["IterateConfig", "RoundSettings", "iterate", "judge_round"]
 
 
 # --------------------------------------------------------------------------- settings
 
 
 @dataclass
-class IterateConfig:
-    prompts: str = field(default="", metadata={"help": "new prompts (id, prompt[, system, domain]); split across rounds"})
-    policy: str = field(default="", metadata={"help": "the seed-trained policy (round 1 starts from it)"})
-    output_dir: str = ""
-    init_model: str = field(default=DEFAULT_MODEL, metadata={"help": "π_init, the initial model: reference of the judging reward"})
+class RoundSettings:
+    """SPA's rounds without the files: how many, how many samples per prompt, how they are judged and weighted."""
+
     rounds: int = 2
     prompts_per_round: int | None = field(default=None, metadata={"help": "default: all prompts split evenly"})
     k: int = field(default=2, metadata={"help": "responses sampled per prompt"})
     temperature: float = 0.7
-    top_p: float = 1.0
-    max_new_tokens: int = 96
-    generation_batch_size: int = 16
-    backend: str = field(default="auto", metadata={"help": "sampling: auto | fast | transformers | vllm"})
-    beta: float = 0.1
     min_reward_gap: float = field(default=0.0, metadata={"help": "drop prompts whose best-worst reward gap is <= this (ties)"})
     lambdas: list | None = field(default=None, metadata={"help": "noise-detection λ per round (default 1/2, 1/4, 1/8, ...)"})
     weights: Literal["none", "confidence"] = field(default="none", metadata={"help": "confidence: CW-PO weights "
                                                                                      "2σ(r⁺−r⁻)−1 (frugalign.weights)"})
-    loss: Literal["dpo", "ipo", "robust"] = "dpo"
-    self_refine_alpha: float = 0.1
-    self_refine_warmup: float = 0.2
-    finetune: Literal["full", "lora"] = "full"
-    lr: float | None = None
-    epochs: float = 1.0
-    batch_size: int = 8
-    micro_batch_size: int = 4
-    precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={"help": "auto: bf16 only where native and faster"})
-    max_length: int = 1024
-    train: dict = field(default_factory=dict, metadata={"help": "any other train setting (YAML mapping)"})
-    seed: int = 0
-    device: Literal["cpu", "auto"] = "cpu"
-    progress: bool = True
 
     def validate(self) -> None:
-        if not (self.prompts and self.policy and self.output_dir):
-            raise ConfigError("iterate needs prompts=..., policy=... and output_dir=...")
         if self.rounds < 1 or self.k < 2:
             raise ConfigError(f"need rounds >= 1 and k >= 2 (a pair needs two responses), got {self.rounds}, {self.k}")
         if self.lambdas is not None:
@@ -100,14 +82,50 @@ class IterateConfig:
                 raise ConfigError(f"lambdas must be numbers, got {self.lambdas!r}") from None
             if len(self.lambdas) < self.rounds or any(x < 0 for x in self.lambdas):
                 raise ConfigError(f"need one λ >= 0 per round ({self.rounds}), got {self.lambdas}")
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown generation backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.weights not in ("none", "confidence"):
+            raise ConfigError(f"weights={self.weights!r}: expected none or confidence")
 
     def noise_lambda(self, round_index: int) -> float:
         """λ for round ``round_index`` (1-based): the paper's 1/2, 1/4, 1/8, ... unless given."""
         return self.lambdas[round_index - 1] if self.lambdas is not None else 0.5 ** round_index
+
+
+# IterateConfig's training settings that were once top-level (``lr=...`` still works, with a note).
+TRAIN_FLAT = ("beta", "loss", "self_refine_alpha", "self_refine_warmup", "finetune", "lr", "epochs", "batch_size",
+              "micro_batch_size", "precision", "max_length")
+
+
+@dataclass
+class IterateConfig(RoundSettings):
+    """``frugalign iterate``: :class:`RoundSettings` plus the files, sampling and each round's training."""
+
+    prompts: str = field(default="", metadata={"help": "new prompts (id, prompt[, system, domain]); split across rounds"})
+    policy: str = field(default="", metadata={"help": "the seed-trained policy (round 1 starts from it)"})
+    output_dir: str = ""
+    init_model: str = field(default=DEFAULT_MODEL, metadata={"help": "π_init, the initial model: reference of the judging reward"})
+    top_p: float = 1.0
+    max_new_tokens: int = 96
+    generation_batch_size: int = 16
+    backend: str = field(default="auto", metadata={"help": "sampling: auto | fast | transformers | vllm"})
+    train: TrainSettings = block(TrainSettings, "each round's training (frugalign.train.TrainSettings; its beta also "
+                                 "scales the judging reward; λ comes from lambdas)", legacy=TRAIN_FLAT,
+                                 self_refine_alpha=0.1)
+    seed: int = 0
+    device: Literal["cpu", "auto"] = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        settle_blocks(self)
+
+    def validate(self) -> None:
+        if not (self.prompts and self.policy and self.output_dir):
+            raise ConfigError("iterate needs prompts=..., policy=... and output_dir=...")
+        super().validate()
+        self.train.validate()
+        if self.train.noise_lambda:
+            raise ConfigError("set SPA's noise-detection λ per round with lambdas=..., not train.noise_lambda")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown generation backend {self.backend!r}; available: {', '.join(BACKENDS)}")
 
 
 # --------------------------------------------------------------------------- rounds
@@ -124,7 +142,7 @@ def _round_prompts(cfg: IterateConfig, prompts: list[PromptItem], i: int) -> lis
 def _sample(cfg: IterateConfig, start: str, items: list[PromptItem], i: int, path: Path) -> list[PromptItem]:
     if path.exists():
         return read_pool(path)
-    dtype = "bfloat16" if cfg.precision == "bf16" else "float32"   # sample in the precision training uses
+    dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"   # sample in the precision training uses
     backend = open_backend(cfg.backend, lambda: load_model(start, dtype=dtype, device=resolve_device(cfg.device)),
                            model_spec=start, dtype=dtype, seed=cfg.seed + i, progress=cfg.progress)
     settings = GenerationSettings(cfg.k, cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.seed + i,
@@ -171,12 +189,12 @@ def _judge(cfg: IterateConfig, start: str, pool: list[PromptItem], i: int, rdir:
         raise ConfigError(f"init_model {cfg.init_model!r} and the policy must share a tokenizer")
 
     def scorer(m, what: str) -> LogProbScorer:
-        return LogProbScorer(m, tok, max_length=cfg.max_length, overflow="skip", progress=cfg.progress,
+        return LogProbScorer(m, tok, max_length=cfg.train.max_length, overflow="skip", progress=cfg.progress,
                              desc=f"round {i}: {what} log-probs")
 
-    annotator = implicit_annotator(scorer(model, "policy"), scorer(init, "initial-model"), beta=cfg.beta,
+    annotator = implicit_annotator(scorer(model, "policy"), scorer(init, "initial-model"), beta=cfg.train.beta,
                                    nan_policy="skip")
-    with autocast(cfg.precision, device):  # as training will: the stored references match its forward
+    with autocast(cfg.train.precision, device):  # as training will: the stored references match its forward
         pairs, anns, rows, skipped = judge_round(annotator, pool, round_index=i, weighting=cfg.weights,
                                                  min_gap=cfg.min_reward_gap)
     if not rows:
@@ -188,28 +206,54 @@ def _judge(cfg: IterateConfig, start: str, pool: list[PromptItem], i: int, rdir:
 
 
 def _train_config(cfg: IterateConfig, start: str, data: Path, out: Path, i: int) -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(cfg.train) - fields)
-    if unknown:
-        raise ConfigError(f"unknown train settings in iterate's train mapping: {unknown}")
-    settings = dict(data=str(data), output_dir=str(out), model=start, loss=cfg.loss, beta=cfg.beta,
-                    weights="column", self_refine_alpha=cfg.self_refine_alpha,
-                    self_refine_warmup=cfg.self_refine_warmup, noise_lambda=cfg.noise_lambda(i),
-                    finetune=cfg.finetune, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                    micro_batch_size=cfg.micro_batch_size, precision=cfg.precision, max_length=cfg.max_length,
-                    overflow="skip", seed=cfg.seed + i, device=cfg.device, progress=cfg.progress)
-    return TrainConfig(**{**settings, **cfg.train})
+    """Round ``i``'s training: the train block, this round's λ, reference log-probs stored with the pairs."""
+    settings = {**dataclasses.asdict(cfg.train), "noise_lambda": cfg.noise_lambda(i)}
+    return TrainConfig(**settings, data=str(data), output_dir=str(out), model=start, weights="column", overflow="skip",
+                       seed=cfg.seed + i, device=cfg.device, progress=cfg.progress)
 
 
-def _check_dir(cfg: IterateConfig) -> None:
-    """Refuse a directory holding other rounds; the prompts file counts by content, not path."""
-    path = Path(cfg.output_dir) / "config.json"
-    new = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress", "prompts")}
-    new["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
-    if not path.exists():
-        write_json(path, new)
-    elif diff := config_difference(json.loads(path.read_text()), new):
-        raise ConfigError(f"{cfg.output_dir} holds SPA rounds with a different config ({diff}); use another output_dir")
+def run_identity(cfg: IterateConfig) -> dict:
+    """What makes two SPA runs the same: the settings that change the numbers, the prompts by content, not path."""
+    identity = {k: v for k, v in flat_settings(cfg).items()
+                if k not in ("progress", "prompts") and k.removeprefix("train.") not in NON_MATH}
+    identity["prompts_sha256"] = file_digest(cfg.prompts) if Path(cfg.prompts).is_file() else cfg.prompts
+    return identity
+
+
+def round_keys(rounds: int) -> list[str]:
+    """Each round's stage key: a chain, round i's input is round i-1 (the identity covers the settings)."""
+    keys: list[str] = []
+    for i in range(1, rounds + 1):
+        keys.append(stage_key(f"round-{i}", {"round": i}, {f"round-{i - 1}": keys[-1]} if keys else {}))
+    return keys
+
+
+def open_run_dir(cfg: IterateConfig, keys: list[str], writer: bool = True) -> RunDir:
+    """``output_dir`` as a RunDir holding these rounds; another configuration there is a one-line error."""
+    run = RunDir(cfg.output_dir, dataclasses.asdict(cfg), readonly=not writer)
+    _adopt_old_layout(run, keys)
+    run.claim(run_identity(cfg), defaults=run_identity(type(cfg)()), what="SPA rounds")
+    if writer:
+        run.save()
+    return run
+
+
+def _adopt_old_layout(run: RunDir, keys: list[str]) -> None:
+    """Rounds written before SPA used RunDir (``config.json``, ``round-i/round.json``) join the manifest as done."""
+    old = run.path / "config.json"
+    if "identity" in run.manifest or not old.exists():
+        return
+    settings = normalize(IterateConfig, json.loads(old.read_text()), note=False)  # old flat names, a train dict
+    run.manifest["identity"] = {k: v for k, v in settings.items() if k.removeprefix("train.") not in NON_MATH}
+    for i, key in enumerate(keys, 1):
+        record = run.path / f"round-{i}" / "round.json"
+        if not record.exists():
+            break
+        run.manifest["stages"][f"round-{i}"] = {"status": "done", "key": key, "summary": json.loads(record.read_text())}
+
+
+class _Stopped(Exception):
+    """A round's training stopped early (``train.stop_after``); a rerun resumes it."""
 
 
 def iterate(cfg: IterateConfig) -> dict:
@@ -217,7 +261,8 @@ def iterate(cfg: IterateConfig) -> dict:
     from accelerate import PartialState
 
     cfg.validate()
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, resolve_device(cfg.device)))
+    precision = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
     state = PartialState(cpu=cfg.device == "cpu")
     prompts = read_pool(cfg.prompts)
     plan = [_round_prompts(cfg, prompts, i) for i in range(1, cfg.rounds + 1)]  # fail before any work
@@ -226,35 +271,50 @@ def iterate(cfg: IterateConfig) -> dict:
 
 
 def _rounds(cfg: IterateConfig, state, plan: list[list[PromptItem]]) -> dict:
-    if state.is_main_process:
-        _check_dir(cfg)
+    """Each round is a stage of one RunDir; its files grow in ``work/`` (a rerun resumes them) and move in when done."""
+    keys = round_keys(len(plan))
+    run = open_run_dir(cfg, keys, writer=state.is_main_process)
     state.wait_for_everyone()
     start, rounds = cfg.policy, []
-    for i, items in enumerate(plan, 1):
-        rdir = Path(cfg.output_dir) / f"round-{i}"
-        done = rdir / "round.json"
-        if done.exists():
-            record = json.loads(done.read_text())
-        else:
-            judged = {}
-            if state.is_main_process:  # sampling and judging run once; training uses every process
-                pool = _sample(cfg, start, items, i, rdir / "pool.jsonl")
-                kill_point(f"iterate:round-{i}:sampled")
-                judged = _judge(cfg, start, pool, i, rdir)
-                kill_point(f"iterate:round-{i}:judged")
-            state.wait_for_everyone()
-            summary = train(_train_config(cfg, start, rdir / "pairs.jsonl", rdir / "train", i))
-            if "final_model" not in summary:  # stopped early (train stop_after): rerun to resume
-                return {"rounds": rounds, "stopped_in_round": i, "final_model": None}
-            record = {"round": i, "start_model": start, "prompts": len(items), "noise_lambda": cfg.noise_lambda(i),
-                      "pairs": summary.get("pairs", judged.get("pairs")), "skipped": judged.get("skipped"),
-                      "train": summary}
-            if state.is_main_process:
-                write_json(done, record)
+    for i, (items, key) in enumerate(zip(plan, keys), 1):
+        name = f"round-{i}"
+        step = functools.partial(_round, cfg, state, i, items, start, run.path / "work" / f"{name}-{key}",
+                                 run.stage_dir(name))
+        try:
+            if not state.is_main_process:  # training uses every process; the main one keeps the records
+                record = run.summary(name) if run.is_done(name, key) else step(None)
+            else:
+                inputs = (f"round-{i - 1}",) if i > 1 else ()
+                record = run.run(Stage(name, lambda ctx: step(ctx.out), {"round": i}, inputs),  # noqa: B023 (runs now)
+                                 log=lambda m: None)
                 kill_point(f"iterate:round-{i}:done")
+        except _Stopped:  # stopped early (train stop_after): rerun to resume
+            return {"rounds": rounds, "stopped_in_round": i, "final_model": None}
         rounds.append(record)
         start = record["train"]["final_model"]
     result = {"rounds": rounds, "final_model": start}
     if state.is_main_process:
         write_json(Path(cfg.output_dir) / "summary.json", result)
     return result
+
+
+def _round(cfg: IterateConfig, state, i: int, items: list[PromptItem], start: str, work: Path, final: Path,
+           out: Path | None) -> dict:
+    """Round ``i`` in ``work``: sample and judge (main process), train (all); then move its files to ``out``."""
+    judged = {}
+    if state.is_main_process:  # sampling and judging run once; training uses every process
+        pool = _sample(cfg, start, items, i, work / "pool.jsonl")
+        kill_point(f"iterate:round-{i}:sampled")
+        judged = _judge(cfg, start, pool, i, work)
+        kill_point(f"iterate:round-{i}:judged")
+    state.wait_for_everyone()
+    summary = train(_train_config(cfg, start, work / "pairs.jsonl", work / "train", i))
+    if "final_model" not in summary:
+        raise _Stopped()
+    if out is not None:
+        for item in work.iterdir():
+            shutil.move(str(item), str(out / item.name))
+        shutil.rmtree(work, ignore_errors=True)
+    return {"round": i, "start_model": start, "prompts": len(items), "noise_lambda": cfg.noise_lambda(i),
+            "pairs": summary.get("pairs", judged.get("pairs")), "skipped": judged.get("skipped"),
+            "train": {**summary, "final_model": str(final / "train" / "final")}}

@@ -12,6 +12,11 @@ which the next run removes.
 The manifest (``manifest.json``, written atomically) holds the configuration,
 package versions, seeds, per-stage timings and summaries, and the human
 labels spent.
+
+A directory that must not mix two runs (a training run, SPA's rounds) also
+records an *identity* (:meth:`RunDir.claim`): the settings that make two runs
+the same. Reopening it with other settings is a one-line error; a setting added
+since, left at its default, is no difference, so an older directory resumes.
 """
 
 from __future__ import annotations
@@ -131,15 +136,34 @@ class Stage:
 
 
 class RunDir:
-    def __init__(self, path: str | Path, config: dict | None = None):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+    """A run directory and its manifest; ``readonly``: only look (the other processes of a multi-process run)."""
+
+    def __init__(self, path: str | Path, config: dict | None = None, *, readonly: bool = False):
+        self.path, self.readonly = Path(path), readonly
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.path / "manifest.json"
         self.manifest = self._load()
         if config is not None:
             self.manifest["config"] = config
         self.manifest["versions"] = _versions()
-        self._clean_partial()
+        if not readonly:
+            self._clean_partial()
+
+    def claim(self, identity: dict, *, defaults: dict | None = None, what: str = "a run") -> bool:
+        """Make this directory ``identity``'s; True when it already was (resume), False when new.
+
+        A directory that records another identity is refused with a one-line error;
+        ``defaults`` (the identity of default settings) fills keys the recorded one
+        lacks, so settings added since at their defaults change nothing. Recorded
+        on the next :meth:`save`.
+        """
+        old = self.manifest.get("identity")
+        diff = config_difference(old, identity, defaults=defaults) if old is not None else None
+        if diff:
+            raise ConfigError(f"{self.path} holds {what} with a different config ({diff}); use another output_dir")
+        self.manifest["identity"] = identity
+        return old is not None
 
     def _load(self) -> dict:
         if self.manifest_path.exists():
@@ -158,6 +182,8 @@ class RunDir:
                 tmp.unlink(missing_ok=True)
 
     def save(self) -> None:
+        if self.readonly:
+            raise RuntimeError(f"{self.path}: opened read-only")
         write_json(self.manifest_path, self.manifest)
 
     def stage_dir(self, name: str) -> Path:

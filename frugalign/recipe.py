@@ -15,12 +15,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import read_annotations, read_optional, read_pairs, read_pool, write_json, write_records
 from .annotate.factory import METHODS as ANNOTATOR_METHODS
+from .annotate.hybrid import HybridSettings
+from .config import block, flat_settings, settle_blocks
+from .data import read_annotations, read_optional, read_pairs, read_pool, write_json, write_records
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, resolve_device
 from .pipeline import RunDir, RunLock, Stage, StageContext
-from .precision import check_precision, resolve_dtype_name, resolve_precision
+from .precision import resolve_dtype_name, resolve_precision
+from .train import NON_MATH, TrainSettings
 from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
 
@@ -29,6 +32,10 @@ from .weights import WEIGHTINGS, check_weighting
 # SPA's rounds (frugalign iterate, the study's spa method), not here.
 # ``hybrid`` calibrates cheap signals (and optionally Dr.SoW) on the human labels and gates by confidence.
 ANNOTATORS = ("none", "gold", "hybrid") + tuple(m for m in ANNOTATOR_METHODS if m != "implicit")
+# The training settings RunConfig once held at the top level: still accepted as ``lr=...`` (with a note), and
+# the names the train stage's key uses, so a run keeps its key for the same values.
+TRAIN_FLAT = ("self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha", "lora_layers", "lr", "epochs",
+              "batch_size", "max_length", "precision", "gradient_checkpointing")
 
 
 @dataclass
@@ -57,28 +64,23 @@ class RunConfig:
     weights: str = field(default="confidence", metadata={"help": " | ".join(WEIGHTINGS) + " (frugalign.weights)"})
     weak_model: str = "gemma3-270m"
     end_of_response: bool = field(default=False, metadata={"help": "Dr.SoW: also score the end of the response on both sides (not the spec)"})
-    hybrid_signals: tuple[str, ...] = field(default=("length", "unfinished", "format"), metadata={
-        "help": "annotator=hybrid: signals calibrated on the human labels (frugalign.annotate.hybrid.SIGNALS)"})
-    hybrid_min_agreement: float = field(default=0.75, metadata={
-        "help": "annotator=hybrid: gate at the confidence where cross-validated agreement reaches this (0: keep all)"})
-    self_refine_alpha: float = 0.0
-    loss: str = "dpo"
-    beta: float = 0.1
-    finetune: str = "lora"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_layers: int = field(default=0, metadata={"help": "LoRA on the top N layers only (0: all)"})
-    lr: float = 2e-4
-    epochs: float = 3.0
-    batch_size: int = 4
-    max_length: int = 320
-    precision: str = field(default="auto", metadata={"help": "auto (bf16 only where native and faster) | float32 | bf16"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (not needed for ~100M models)"})
+    hybrid: HybridSettings = block(HybridSettings, "annotator=hybrid: signals calibrated on the human labels and "
+                                                   "the confidence gate (frugalign.annotate.hybrid.HybridSettings)")
+    train: TrainSettings = block(
+        TrainSettings, "training (frugalign.train.TrainSettings); this recipe's defaults suit a ~100M model",
+        legacy=TRAIN_FLAT, finetune="lora", lr=2e-4, epochs=3.0, batch_size=4, micro_batch_size=None, max_length=320,
+        gradient_checkpointing=False, tensorboard=False, save_every=4)
     eval_samples: int = 2
     eval_temperature: float = 0.7
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        settle_blocks(self)
+
     def validate(self) -> None:
+        self.train.validate()
+        if self.train.stop_after is not None:
+            raise ConfigError("train.stop_after: the recipe trains to the end (stop early with frugalign train)")
         if self.annotator not in ANNOTATORS:
             raise ConfigError(f"annotator={self.annotator!r}: expected one of {ANNOTATORS}")
         check_weighting(self.weights)
@@ -89,7 +91,6 @@ class RunConfig:
         most = self.n * (self.n - 1) // 2
         if not 1 <= self.pairs_per_prompt <= most:
             raise ConfigError(f"pairs_per_prompt={self.pairs_per_prompt}: expected 1 .. {most} (every pair of n={self.n})")
-        check_precision(self.precision)
 
     def describe(self) -> str:
         """The recipe in one line, for the printed table: selection, annotator, weights, smoothing."""
@@ -98,9 +99,9 @@ class RunConfig:
                   f"{bought} human labels on {self.strategy} pairs" if bought else "no human labels")
         if self.annotator not in ("none", "gold"):
             labels += f", {self.annotator} labels {'the rest' if bought else 'every pair'} (weights {self.weights})"
-        if self.self_refine_alpha:
-            labels += f", self-refine α {self.self_refine_alpha}"
-        return f"{labels}; {'LoRA' if self.finetune == 'lora' else self.finetune} {self.loss.upper()}"
+        if self.train.self_refine_alpha:
+            labels += f", self-refine α {self.train.self_refine_alpha}"
+        return f"{labels}; {'LoRA' if self.train.finetune == 'lora' else self.train.finetune} {self.train.loss.upper()}"
 
     def candidate_pairs(self) -> int:
         return self.train_prompts * self.pairs_per_prompt
@@ -111,15 +112,28 @@ class RunConfig:
             return self.candidate_pairs()  # the 100%-labels baseline: every candidate pair
         return int(round(self.budget * self.candidate_pairs())) if self.budget <= 1 else int(self.budget)
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """This config with ``precision``/``dtype`` ``auto`` resolved for the device (stage keys see the real numerics)."""
-        precision = resolve_precision(self.precision, resolve_device(self.device))
+        precision = resolve_precision(self.train.precision, resolve_device(self.device))
         dtype = resolve_dtype_name(self.dtype, precision, resolve_device(self.device))
-        return dataclasses.replace(self, precision=precision, dtype=dtype)
+        return dataclasses.replace(self, dtype=dtype, train=dataclasses.replace(self.train, precision=precision))
 
 
 def _settings(cfg: RunConfig, *names: str) -> dict:
-    return {k: getattr(cfg, k) for k in names}
+    """Stage settings by the flat names stage keys have always used (``lr``, not ``train.lr``)."""
+    flat = flat_settings(cfg, legacy=True)
+    return {k: flat[k] for k in names}
+
+
+def added_train_settings(cfg: RunConfig) -> dict:
+    """``train.*`` settings beyond :data:`TRAIN_FLAT` that differ from the recipe's defaults and change the numbers.
+
+    They join the train stage's key only when set, so a run made before the
+    recipe exposed them keeps its key (and is not retrained).
+    """
+    default = type(cfg)().train
+    return {f"train.{k}": v for k, v in dataclasses.asdict(cfg.train).items()
+            if k not in TRAIN_FLAT and k not in NON_MATH and v != getattr(default, k)}
 
 
 # ---------------------------------------------------------------- stages
@@ -163,13 +177,13 @@ def stage_embed(ctx: StageContext, cfg: RunConfig) -> dict:
     """Embed every pool response once (``embedder``); selection reads them, a study shares them across arms."""
     import numpy as np
 
-    from .select import embed_pool, policy_embedder, sentence_embedder
+    from .select import embed_pool, make_embedder
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
-    if cfg.embedder == "none":
+    embedder = make_embedder(cfg.embedder, cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device),
+                             progress=cfg.progress)
+    if embedder is None:
         return {"embedded": 0}
-    embedder = sentence_embedder() if cfg.embedder == "sentence" else policy_embedder(*_load_policy(cfg),
-                                                                                      progress=cfg.progress)
     emb = embed_pool(pool, embedder)
     np.save(ctx.out / "embeddings.npy", emb)
     return {"embedded": int(emb.shape[0]), "dim": int(emb.shape[1])}
@@ -230,7 +244,7 @@ def stage_annotate(ctx: StageContext, cfg: RunConfig) -> dict:
     if cfg.annotator == "hybrid":
         return _annotate_hybrid(ctx, cfg, human_pairs, human, rest, gold_rest)
     s = AnnotatorSettings(method=cfg.annotator, model=cfg.model, seed=cfg.seed, progress=cfg.progress,
-                          dtype=cfg.dtype, overflow="truncate", beta=cfg.beta, device=resolve_device(cfg.device))
+                          dtype=cfg.dtype, overflow="truncate", beta=cfg.train.beta, device=resolve_device(cfg.device))
     if cfg.annotator == "weak-judge":
         s.labels = str(ctx.input("label", "human.jsonl"))
     if cfg.annotator == "density-ratio":
@@ -252,11 +266,10 @@ def _density_ratio_settings(cfg: RunConfig):
 def _annotate_hybrid(ctx: StageContext, cfg: RunConfig, human_pairs, human, rest, gold_rest) -> dict:
     """Calibrate the hybrid annotator on the human labels; gated pairs go to ``gated.jsonl`` and train nothing."""
     from .annotate.factory import build_annotator
-    from .annotate.hybrid import HybridAnnotator, HybridSettings
+    from .annotate.hybrid import HybridAnnotator
 
-    settings = HybridSettings(signals=tuple(cfg.hybrid_signals), min_agreement=cfg.hybrid_min_agreement)
-    drsow = build_annotator(_density_ratio_settings(cfg)) if "drsow" in settings.signals else None
-    annotator = HybridAnnotator(settings, drsow)
+    drsow = build_annotator(_density_ratio_settings(cfg)) if "drsow" in cfg.hybrid.signals else None
+    annotator = HybridAnnotator(cfg.hybrid, drsow)
     fit = annotator.fit(human_pairs, human, rest)
     auto = annotator.annotate(rest)
     kept = [a for a in auto if not a.details["gated"]]
@@ -271,8 +284,7 @@ def _annotate_hybrid(ctx: StageContext, cfg: RunConfig, human_pairs, human, rest
 
 
 def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
-    from .metrics import (annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error,
-                          reliability_diagram_png)
+    from .metrics import annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error, reliability_diagram_png
 
     ref = {a.pair_id: a.preferred for a in gold}
     pred = [a.preferred for a in auto if a.pair_id in ref]
@@ -286,29 +298,23 @@ def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Pat
 
 
 def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
-    from .data import annotations_to_training
+    from .data import labels_to_training
     from .train import TrainConfig, train
 
     pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
-    label_files = [ctx.input("label", "human.jsonl"), ctx.input("annotate", "auto.jsonl")]
-    if cfg.annotator == "gold":  # the 100%-labels baseline trains on gold labels for every pair
-        label_files.append(ctx.input("label", "gold_rest.jsonl"))
-    anns = read_optional(read_annotations, *label_files)
-    rows, join = annotations_to_training(pairs, anns, weighting=cfg.weights)  # CW-PO: frugalign.weights
+    human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
+    auto = read_optional(read_annotations, ctx.input("annotate", "auto.jsonl"))
+    # the 100%-labels baseline trains on gold labels for every pair
+    gold = read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl")) if cfg.annotator == "gold" else []
+    rows, join = labels_to_training(pairs, human, auto, gold, weighting=cfg.weights)  # CW-PO: frugalign.weights
     if not rows:
         raise ConfigError("no non-tied labelled pairs to train on (raise budget or add an annotator)")
     write_records(ctx.out / "train.jsonl", rows)
     # Training resumes from its own checkpoints, so it works outside the stage's temp dir.
     work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
-    tcfg = TrainConfig(data=str(ctx.out / "train.jsonl"), output_dir=str(work), model=cfg.model,
-                       loss=cfg.loss, beta=cfg.beta, weights="column", finetune=cfg.finetune, lr=cfg.lr,
-                       lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_layers=cfg.lora_layers,
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, micro_batch_size=cfg.batch_size,
-                       max_length=cfg.max_length, overflow="truncate", precision=cfg.precision,
-                       self_refine_alpha=cfg.self_refine_alpha, seed=cfg.seed, progress=cfg.progress,
-                       gradient_checkpointing=cfg.gradient_checkpointing,
-                       device="cpu" if resolve_device(cfg.device) == "cpu" else "auto",
-                       tensorboard=False, save_every=4)
+    tcfg = TrainConfig(**dataclasses.asdict(cfg.train), data=str(ctx.out / "train.jsonl"), output_dir=str(work),
+                       model=cfg.model, weights="column", overflow="truncate", seed=cfg.seed, progress=cfg.progress,
+                       device="cpu" if resolve_device(cfg.device) == "cpu" else "auto")
     summary = train(tcfg)
     shutil.move(str(work / "final"), str(ctx.out / "model"))
     shutil.copy(work / "metrics.jsonl", ctx.out / "metrics.jsonl") if (work / "metrics.jsonl").exists() else None
@@ -414,12 +420,10 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         Stage("annotate", lambda c: stage_annotate(c, cfg),
               {**_settings(cfg, "annotator", "model", "weak_model", "seed", "beta"),  # older runs keep their keys:
                **({"end_of_response": True} if cfg.end_of_response else {}),
-               **(_settings(cfg, "hybrid_signals", "hybrid_min_agreement") if cfg.annotator == "hybrid" else {})},
+               **({"hybrid": dataclasses.asdict(cfg.hybrid)} if cfg.annotator == "hybrid" else {})},
               ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
-              _settings(cfg, "weights", "self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_alpha",
-                        "lora_layers", "lr", "epochs",
-                        "batch_size", "max_length", "precision", "gradient_checkpointing", "seed", "annotator"),
+              {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg)},
               ("select", "label", "annotate")),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
         Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train")),

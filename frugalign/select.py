@@ -37,6 +37,8 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .formats import FORMAT_HELP, FORMATS
+from .models import DEFAULT_MODEL
 from .types import Annotation, PreferencePair, PromptItem
 
 STRATEGIES = ("random", "dissimilar", "similar", "centroid", "uncertain")
@@ -366,6 +368,21 @@ def format_summary(summary: dict) -> str:
 
 
 # ---------------------------------------------------------------- embedders
+def make_embedder(kind: str, model: str = DEFAULT_MODEL, *, dtype: str = "auto", device: str = "cpu",
+                  token_budget: int = 4096, progress: bool = True) -> Embedder | None:
+    """The embedder ``kind`` names (``policy``: ``model``'s own, loaded here; ``sentence``; ``none``: None)."""
+    if kind not in EMBEDDERS:
+        raise ConfigError(f"unknown embedder {kind!r}; expected one of {', '.join(EMBEDDERS)}")
+    if kind == "none":
+        return None
+    if kind == "sentence":
+        return sentence_embedder()
+    from .models import load_model
+
+    policy, tokenizer = load_model(model, dtype=dtype, device=device)
+    return policy_embedder(policy, tokenizer, token_budget=token_budget, progress=progress)
+
+
 def policy_embedder(model, tokenizer, **scorer_kwargs) -> Embedder:
     """REAL's embedding: the policy's last hidden state mean-pooled over response tokens, L2-normalised."""
     from .logprobs import LogProbScorer, ScoreItem
@@ -395,3 +412,69 @@ def sentence_embedder(encoder=None, batch_size: int = 64) -> Embedder:
                           convert_to_numpy=True, show_progress_bar=False)
 
     return embed
+
+
+# ---------------------------------------------------------------- `frugalign select` on files
+
+
+@dataclass
+class SelectConfig:
+    """``frugalign select``: which pairs of a file humans label under a budget."""
+
+    input: str = field(default="", metadata={"help": "pool (prompt, responses) or pairs (response_a/response_b, or any TRL preference layout)"})
+    output: str = field(default="", metadata={"help": "chosen pairs file to write (.jsonl/.json/.parquet)"})
+    budget: int = field(default=0, metadata={"help": "how many pairs humans label"})
+    strategy: str = field(default="dissimilar", metadata={"help": " | ".join(STRATEGIES)})
+    embedder: str = field(default="policy", metadata={"help": "policy (REAL) | sentence (all-MiniLM-L6-v2) | none"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "policy model for embedder=policy"})
+    annotations: str | None = field(default=None, metadata={"help": "annotations of the candidates (strategy=uncertain)"})
+    per_prompt: int = field(default=1, metadata={"help": "max pairs per prompt (0: no limit)"})
+    seed: int = 0
+    rest_output: str | None = field(default=None, metadata={"help": "also write the per-prompt picks not chosen"})
+    format: str = field(default="auto", metadata={"help": FORMAT_HELP})
+    summary: str | None = field(default=None, metadata={"help": "summary JSON (default: <output>.summary.json)"})
+    dtype: str = field(default="auto", metadata={"help": "policy embedder: auto | float32 | bfloat16"})
+    device: str = "cpu"
+    token_budget: int = 4096
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("select needs input=... and output=...")
+        if self.format not in FORMATS:
+            raise ConfigError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        if self.budget <= 0:
+            raise ConfigError("select needs budget=N (N > 0)")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        if self.embedder not in EMBEDDERS:
+            raise ConfigError(f"unknown embedder {self.embedder!r}; expected one of {', '.join(EMBEDDERS)}")
+        if self.strategy == "uncertain" and not self.annotations:
+            raise ConfigError("strategy=uncertain needs annotations=FILE (an annotator's output on the candidates)")
+        if self.strategy in ("dissimilar", "similar", "centroid") and self.embedder == "none":
+            raise ConfigError(f"strategy={self.strategy} needs embedder=policy or embedder=sentence")
+
+
+def load_candidates(path: str, embedder: Embedder | None) -> tuple[Candidates, str | None]:
+    """A pool (has ``responses``) or a pairs file, as :class:`Candidates`, and its TRL layout."""
+    from .data import read_pool_or_pairs
+
+    kind, items = read_pool_or_pairs(path)
+    if kind == "pool":
+        return candidates_from_pool(items, embedder), None
+    return candidates_from_pairs(items, embedder), items.layout
+
+
+def with_reason(cands: Candidates, i: int, rank: int | None, strategy: str) -> PreferencePair:
+    """Candidate ``i`` with why it was chosen recorded in ``meta`` (strategy, rank, similarity, confidence)."""
+    from dataclasses import replace
+
+    pair = cands.pairs[i]
+    meta = dict(pair.meta, strategy=strategy)
+    if rank is not None:
+        meta["rank"] = rank
+    if cands.similarity is not None:
+        meta["similarity"] = round(float(cands.similarity[i]), 6)
+    if cands.confidence is not None and cands.confidence[i] == cands.confidence[i]:
+        meta["annotator_confidence"] = float(cands.confidence[i])
+    return replace(pair, meta=meta)

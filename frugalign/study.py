@@ -27,7 +27,7 @@ Methods (``methods``):
 ``dpo-seed``  DPO on the human (gold) seed labels only
 ``cw-dpo``    CW-PO: a weak judge trained on the seed annotates the rest; loss weighted by confidence
 ``drsow``     Dr.SoW density ratio (policy over ``weak_model``) annotates everything; zero labels
-``spa``       DPO on the seed, then ``spa_rounds`` SPA self-annotation rounds (frugalign.iterate)
+``spa``       DPO on the seed, then ``spa.rounds`` SPA self-annotation rounds (frugalign.iterate)
               on the training prompts the seed did not use
 ``combined``  dissimilar selection + weak judge + confidence weights + self-refinement (α 0.1)
 
@@ -51,13 +51,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import recipe
+from .config import block, flat_settings, normalize, updated
 from .data import read_optional, read_pool, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
+from .iterate import RoundSettings
 from .pipeline import RunDir, RunLock, Stage, StageContext
 from .recipe import RunConfig
-from .study_summary import (check_fingerprint, load_rows, merged_grid, shared_fingerprint, summary_document,
-                            write_summary)
+from .study_summary import (
+    check_fingerprint,
+    load_rows,
+    merged_grid,
+    shared_fingerprint,
+    summary_document,
+    write_summary,
+)
+from .train import NON_MATH
 
 METHODS = {
     # method: (RunConfig overrides, uses budget, uses strategy)
@@ -66,22 +75,34 @@ METHODS = {
     "cw-dpo": (dict(annotator="weak-judge", weights="confidence"), True, True),
     "drsow": (dict(annotator="density-ratio", weights="none", budget=0.0), False, False),
     "spa": (dict(annotator="none", weights="none"), True, True),
-    "combined": (dict(annotator="weak-judge", weights="confidence", self_refine_alpha=0.1, strategy="dissimilar"),
-                 True, False),
+    "combined": (dict(annotator="weak-judge", weights="confidence", strategy="dissimilar",
+                      **{"train.self_refine_alpha": 0.1}), True, False),
 }
 SHARED_STAGES = ("prompts", "pool", "embed", "eval_initial")
 # Settings of the shared stages: a variant must not change them (its arms would not share the pool).
 SHARED_SETTINGS = ("task", "judge", "model", "dtype", "seed", "train_prompts", "test_prompts", "n", "temperature",
-                   "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "precision", "embedder")
-METHOD_SETTINGS = ("annotator", "weights", "budget", "strategy", "self_refine_alpha")
+                   "top_p", "max_new_tokens", "backend", "eval_samples", "eval_temperature", "train.precision", "embedder")
+METHOD_SETTINGS = ("annotator", "weights", "budget", "strategy", "train.self_refine_alpha")
 GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "method_seeds", "variants", "summary", "progress")
+
+
+@dataclass
+class SpaArmSettings(RoundSettings):
+    """The spa method's rounds: :class:`~frugalign.iterate.RoundSettings` and what their training changes.
+
+    The rounds train with the arm's ``train`` block except ``epochs`` and the
+    self-refinement ``alpha`` (SPA's one epoch per round, α 0.1).
+    """
+
+    epochs: float = field(default=1.0, metadata={"help": "training epochs per round"})
+    alpha: float = field(default=0.1, metadata={"help": "SPA self-refinement label smoothing"})
 
 
 @dataclass
 class StudyConfig(RunConfig):
     """Every :class:`RunConfig` setting (shared by all arms) plus the study grid.
 
-    ``budget``, ``strategy``, ``annotator``, ``weights`` and ``self_refine_alpha``
+    ``budget``, ``strategy``, ``annotator``, ``weights`` and ``train.self_refine_alpha``
     are set per arm from the method and the grid; ``seed`` seeds the shared pool.
     """
 
@@ -93,11 +114,8 @@ class StudyConfig(RunConfig):
     seeds: list = field(default_factory=lambda: [0], metadata={"help": "arm seeds (selection, training, sampling)"})
     method_seeds: dict = field(default_factory=dict, metadata={"help": "method -> its own seeds (e.g. drsow: [0]; "
                                                                        "a zero-label method needs fewer)"})
-    spa_rounds: int = 2
-    spa_k: int = 2
-    spa_temperature: float = 0.7
-    spa_epochs: float = 1.0
-    spa_alpha: float = field(default=0.1, metadata={"help": "SPA self-refinement label smoothing"})
+    spa: SpaArmSettings = block(SpaArmSettings, "the spa method's rounds (frugalign.iterate)",
+                                legacy=("rounds", "k", "temperature", "epochs", "alpha"), prefix="spa_")
     variants: dict = field(default_factory=dict, metadata={"help": "name -> training settings; every arm once per variant"})
     summary: str = field(default="", metadata={"help": "summary file to write and resume from (default output_dir/summary.json)"})
 
@@ -119,12 +137,13 @@ class StudyConfig(RunConfig):
         if bad:
             raise ConfigError(f"method_seeds: {bad[0]!r} must be a method mapped to a list of seeds")
         self.method_seeds = {m: [int(x) for x in v] for m, v in self.method_seeds.items()}
-        if "spa" in self.methods and (self.spa_rounds < 1 or self.spa_k < 2):
-            raise ConfigError("spa needs spa_rounds >= 1 and spa_k >= 2")
-        known = {f.name for f in dataclasses.fields(RunConfig)}
+        if "spa" in self.methods:
+            self.spa.validate()
+        known = set(flat_settings(RunConfig()))
         for name, over in self.variants.items():
             if not isinstance(over, dict) or not str(name).replace("_", "").isalnum():
                 raise ConfigError(f"variants: {name!r} must be a plain name mapped to settings")
+            over = normalize(RunConfig, over)
             bad = sorted(set(over) - known) or sorted(set(over) & set(SHARED_SETTINGS + METHOD_SETTINGS))
             if bad:
                 raise ConfigError(f"variants: {name!r} cannot set {bad[0]!r} (unknown, shared by all arms, or set by "
@@ -134,12 +153,18 @@ class StudyConfig(RunConfig):
         return Path(self.summary) if self.summary else Path(self.output_dir) / "summary.json"
 
     def settings(self) -> dict:
-        """Everything that shapes the numbers except the grid (what a resumed summary must match)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in GRID}
+        """Everything that shapes the numbers except the grid (what a resumed summary must match).
+
+        Flat, by the names a committed summary has (``lr``, ``spa_rounds``; settings
+        added since as ``train.warmup_ratio``), so it still resumes and compares.
+        """
+        return {k: v for k, v in flat_settings(self, legacy=True).items()
+                if k not in GRID and k.removeprefix("train.") not in NON_MATH}
 
     def run_config(self, **overrides) -> RunConfig:
+        """One arm's (or the shared stages') :class:`RunConfig`: these settings with ``overrides`` (any names)."""
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunConfig)}
-        return RunConfig(**{**base, **overrides})
+        return updated(RunConfig(**base), overrides)
 
 
 @dataclass(frozen=True)
@@ -180,8 +205,8 @@ def arm_config(cfg: StudyConfig, arm: Arm) -> RunConfig:
     over.setdefault("budget", arm.budget)
     strategy = arm.strategy if arm.strategy in ("random", "dissimilar", "similar") else "random"
     over.setdefault("strategy", strategy)
-    over.setdefault("self_refine_alpha", 0.0)
-    over.update(cfg.variants.get(arm.variant, {}))
+    over.setdefault("train.self_refine_alpha", 0.0)
+    over.update(normalize(RunConfig, cfg.variants.get(arm.variant, {})))
     return cfg.run_config(output_dir=str(Path(cfg.output_dir) / "arms" / arm.name), seed=arm.seed, **over)
 
 
@@ -208,22 +233,21 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
     prompts = read_pool(ctx.input("prompts", "train.jsonl"))
     seeded = {p.prompt_id for p in read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))}
     new = [p for p in prompts if p.id not in seeded]
-    if len(new) < study.spa_rounds:
+    if len(new) < study.spa.rounds:
         new = prompts  # tiny grids: reuse the seed prompts rather than fail
     write_records(ctx.out / "prompts.jsonl", new)
     work = ctx.run.path / "work" / f"spa-{ctx.run.manifest['stages'][ctx.name]['key']}"
-    icfg = IterateConfig(prompts=str(ctx.out / "prompts.jsonl"), policy=str(ctx.input("train", "model")),
-                         output_dir=str(work), init_model=cfg.model, rounds=study.spa_rounds, k=study.spa_k,
-                         temperature=study.spa_temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                         generation_batch_size=cfg.gen_batch_size, beta=cfg.beta, self_refine_alpha=study.spa_alpha,
-                         finetune=cfg.finetune, lr=cfg.lr, epochs=study.spa_epochs, batch_size=cfg.batch_size,
-                         micro_batch_size=cfg.batch_size, precision=cfg.precision, max_length=cfg.max_length,
-                         seed=cfg.seed, progress=cfg.progress,
-                         train={k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lora_layers")})
+    spa = study.spa
+    rounds = {f.name: getattr(spa, f.name) for f in dataclasses.fields(RoundSettings)}
+    icfg = IterateConfig(**rounds, prompts=str(ctx.out / "prompts.jsonl"), policy=str(ctx.input("train", "model")),
+                         output_dir=str(work), init_model=cfg.model, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                         generation_batch_size=cfg.gen_batch_size, seed=cfg.seed, progress=cfg.progress,
+                         train=dataclasses.replace(cfg.train, epochs=spa.epochs, self_refine_alpha=spa.alpha,
+                                                   noise_lambda=0.0))  # λ: the rounds' schedule
     result = iterate(icfg)
     if not result.get("final_model"):
         raise ConfigError(f"SPA rounds stopped early in {work}; rerun to resume")
-    agreement = _spa_agreement(cfg, work, study.spa_rounds, ctx.out)
+    agreement = _spa_agreement(cfg, work, study.spa.rounds, ctx.out)
     rounds = [{"round": r["round"], "pairs": r.get("pairs"), "skipped": r.get("skipped")} for r in result["rounds"]]
     write_json(ctx.out / "rounds.json", rounds)
     shutil.move(result["final_model"], str(ctx.out / "model"))
@@ -249,23 +273,31 @@ def _spa_agreement(cfg: RunConfig, work: Path, rounds: int, out: Path) -> dict:
     return recipe.annotator_agreement(anns, recipe.gold_labels(cfg, pairs, "gold"), out)
 
 
+def spa_stage_settings(cfg: RunConfig, study: StudyConfig) -> dict:
+    """The spa stage's key settings by their flat names; ``spa.*`` settings added since only when set."""
+    ours, arm = flat_settings(study, legacy=True), flat_settings(cfg, legacy=True)
+    out = {k: ours[k] for k in ("spa_rounds", "spa_k", "spa_temperature", "spa_epochs", "spa_alpha")}
+    out.update({k: arm[k] for k in ("model", "finetune", "lr", "beta", "batch_size", "max_length", "max_new_tokens",
+                                    "top_p", "seed", "lora_r", "lora_alpha", "lora_layers")})
+    default = flat_settings(StudyConfig())
+    out.update({k: v for k, v in ours.items() if k.startswith("spa.") and v != default[k]})
+    return out
+
+
 def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa: bool = False) -> list[Stage]:
     """The recipe's stages with the shared ones imported (and SPA rounds for the spa method)."""
     imports, stages = [], []
     for st in recipe.build_stages(cfg):
         if st.name in SHARED_STAGES:  # imported first: they are ready
             rec = shared.manifest["stages"][st.name]
-            imports.append(Stage(st.name, lambda c, src=shared.stage_dir(st.name): stage_import(c, src),
+            imports.append(Stage(st.name, lambda c, src=shared.stage_dir(st.name): stage_import(c, src),  # noqa: B008
                                  {"shared_key": rec["key"]}))
         else:
             stages.append(st)
     stages = imports + stages
     if spa:
         i = [s.name for s in stages].index("train")
-        spa_settings = {k: getattr(study, k) for k in ("spa_rounds", "spa_k", "spa_temperature", "spa_epochs", "spa_alpha")}
-        spa_settings.update({k: getattr(cfg, k) for k in ("model", "finetune", "lr", "beta", "batch_size",
-                                                          "max_length", "max_new_tokens", "top_p", "seed",
-                                                          "lora_r", "lora_alpha", "lora_layers")})
+        spa_settings = spa_stage_settings(cfg, study)
         stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings, ("prompts", "select", "train")))
         k = [s.name for s in stages].index("eval_trained")
         orig = stages[k]
@@ -317,7 +349,7 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
             "prompt_win_rates": json.loads((run.path / "evaluate" / "prompt_win_rates.json").read_text())}
 
 
-def _study_meta(cfg: StudyConfig, shared: RunDir | None, fingerprint: str | None) -> dict:
+def study_meta(cfg: StudyConfig, shared: RunDir | None, fingerprint: str | None) -> dict:
     from .precision import cpu_description
 
     return {"settings": cfg.settings(),
@@ -344,11 +376,11 @@ def _run_locked(cfg: StudyConfig, log) -> dict:
     arms = expand_arms(cfg)
     write_json(out / "study.json", {"config": dataclasses.asdict(cfg), "arms": [a.name for a in arms]})
     path = cfg.summary_path()
-    done = {r["arm"]: r for r in load_rows(path, _study_meta(cfg, None, None), defaults=StudyConfig().settings())}
+    done = {r["arm"]: r for r in load_rows(path, study_meta(cfg, None, None), defaults=StudyConfig().settings())}
     shared = run_shared(cfg, log)
     fingerprint = shared_fingerprint(shared.path)
     check_fingerprint(path, list(done.values()), fingerprint)
-    meta = _study_meta(cfg, shared, fingerprint)
+    meta = study_meta(cfg, shared, fingerprint)
     meta["grid"] = merged_grid(path, meta["grid"])  # a summary extended by several calls lists all of their grids
     baselines = recipe.initial_baselines(read_pool(shared.stage_dir("eval_initial") / "responses.jsonl"), cfg.task)
     rows = list(done.values())  # every arm of the summary stays, also those outside this call's grid

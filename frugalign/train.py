@@ -46,9 +46,21 @@ from .errors import ConfigError
 from .faults import kill_point
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
 from .models import DEFAULT_MODEL, add_lora, load_model
-from .packing import (REF_COLUMNS, Example, PairLogProbs, as_reference, build_examples, cache_trunks, collate,
-                      decoder_layers, first_trainable_layer, mixed_logps, precompute_reference, read_table)
-from .pipeline import RunLock, config_difference
+from .packing import (
+    REF_COLUMNS,
+    Example,
+    PairLogProbs,
+    as_reference,
+    build_examples,
+    cache_trunks,
+    collate,
+    decoder_layers,
+    first_trainable_layer,
+    mixed_logps,
+    precompute_reference,
+    read_table,
+)
+from .pipeline import RunDir, RunLock
 from .precision import autocast, resolve_precision
 
 # --------------------------------------------------------------------------- settings
@@ -60,19 +72,19 @@ NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints"
 
 
 @dataclass
-class TrainConfig:
-    data: str = field(default="", metadata={"help": "training table: prompt, chosen, rejected[, weight, label_smoothing, confidence, ref_*_logps]"})
-    output_dir: str = field(default="", metadata={"help": "run directory (checkpoints, metrics, final model)"})
-    model: str = DEFAULT_MODEL
-    ref_model: str | None = field(default=None, metadata={"help": "reference model (default: the policy at step 0)"})
-    reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
+class TrainSettings:
+    """How to train: the loss, the optimiser, LoRA, precision and checkpointing, without the files.
+
+    :class:`TrainConfig` (``frugalign train``) adds the data, the model and the
+    output directory; the recipe, SPA's rounds and the study hold one of these
+    as their ``train`` block (``train.lr=6e-4``), each with its own defaults.
+    """
+
     loss: Literal["dpo", "ipo", "robust"] = "dpo"
     beta: float = 0.1
-    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={
-        "help": "column: the weight field as written; confidence: CW-PO, machine labels weighted by their confidence, "
-                "human labels 1; none: 1 (frugalign.weights)"})
     smoothing: float | None = field(default=None, metadata={"help": "constant label smoothing (cDPO); default: per-pair column"})
-    reduction: Literal["mean", "weight_normalized"] = field(default="mean", metadata={"help": "mean: Σw·ℓ/n; weight_normalized: Σw·ℓ/Σw (global batch)"})
+    reduction: Literal["mean", "weight_normalized"] = field(default="mean", metadata={
+        "help": "mean: Σw·ℓ/n; weight_normalized: Σw·ℓ/Σw (global batch)"})
     ipo_normalize_length: bool = field(default=True, metadata={"help": "IPO on per-token log-ratios, as TRL"})
     self_refine_alpha: float = field(default=0.0, metadata={"help": "SPA smoothing α on flagged pairs (0 = off)"})
     self_refine_warmup: float = 0.2
@@ -91,40 +103,32 @@ class TrainConfig:
                                                                  "across epochs (0: recompute every step)"})
     precision: Literal["auto", "float32", "bf16"] = field(default="auto", metadata={
         "help": "auto: bf16 where the CPU/GPU runs it natively and faster, else float32; bf16: autocast, float32 weights"})
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "trade compute for memory"})
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N-th decoder layer (speed vs memory)"})
     epochs: float = 1.0
     max_steps: int | None = None
     batch_size: int = field(default=8, metadata={"help": "pairs per optimiser step (global, all processes)"})
-    micro_batch_size: int = field(default=4, metadata={"help": "pairs per forward per process"})
+    micro_batch_size: int | None = field(default=4, metadata={"help": "pairs per forward per process (none: batch_size)"})
     lr: float | None = field(default=None, metadata={"help": "default 5e-7 (full, as the SPA paper) or 2e-4 (LoRA)"})
     lr_schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    seed: int = 0
     max_length: int = 1024
-    overflow: Literal["error", "skip", "truncate"] = field(default="error", metadata={"help": "pairs over max_length"})
     lm_head_chunk: int = 256
-    device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "auto: GPU if present"})
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: only when stopping early)"})
     keep_checkpoints: int = 1
-    resume: bool = field(default=True, metadata={"help": "continue from the latest checkpoint in output_dir"})
     stop_after: int | None = field(default=None, metadata={"help": "stop (with a checkpoint) after N steps in this call"})
     tensorboard: bool = True
     threads: int | None = None
-    progress: bool = True
 
     def validate(self) -> None:
-        hints = typing.get_type_hints(TrainConfig)
-        for name, tp in hints.items():  # every Literal setting, also when built from Python
+        for name, tp in typing.get_type_hints(type(self)).items():  # every Literal setting, also when built from Python
             if typing.get_origin(tp) is Literal and getattr(self, name) not in typing.get_args(tp):
                 raise ConfigError(f"setting {name}={getattr(self, name)!r}: expected one of {typing.get_args(tp)}")
         checks = [
-            (bool(self.data and self.output_dir), "train needs data=... and output_dir=..."),
             (self.smoothing is None or 0 <= self.smoothing < 0.5, f"smoothing must lie in [0, 0.5), got {self.smoothing}"),
-            (self.reference != "adapter" or (self.finetune == "lora" and not self.ref_model), "reference=adapter needs finetune=lora and no ref_model"),
-            (self.batch_size >= 1 and self.micro_batch_size >= 1, "batch_size and micro_batch_size must be >= 1"),
+            (self.batch_size >= 1 and (self.micro_batch_size or 1) >= 1, "batch_size and micro_batch_size must be >= 1"),
             (self.epochs > 0 and (self.max_steps is None or self.max_steps >= 1), "need epochs > 0 and max_steps >= 1"),
             (self.beta > 0 and self.noise_lambda >= 0 and self.checkpoint_every >= 1, "need beta > 0, noise_lambda >= 0, checkpoint_every >= 1"),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -142,6 +146,32 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (2e-4 if self.finetune == "lora" else 5e-7)
+
+
+@dataclass
+class TrainConfig(TrainSettings):
+    """``frugalign train``: :class:`TrainSettings` plus what to train, on which data, and where."""
+
+    data: str = field(default="", metadata={"help": "training table: prompt, chosen, rejected[, weight, label_smoothing, confidence, ref_*_logps]"})
+    output_dir: str = field(default="", metadata={"help": "run directory (checkpoints, metrics, final model)"})
+    model: str = DEFAULT_MODEL
+    ref_model: str | None = field(default=None, metadata={"help": "reference model (default: the policy at step 0)"})
+    reference: Literal["precomputed", "adapter"] = field(default="precomputed", metadata={"help": "adapter: LoRA base with the adapter disabled"})
+    weights: Literal["column", "confidence", "none"] = field(default="column", metadata={
+        "help": "column: the weight field as written; confidence: CW-PO, machine labels weighted by their confidence, "
+                "human labels 1; none: 1 (frugalign.weights)"})
+    overflow: Literal["error", "skip", "truncate"] = field(default="error", metadata={"help": "pairs over max_length"})
+    seed: int = 0
+    device: Literal["cpu", "auto"] = field(default="cpu", metadata={"help": "auto: GPU if present"})
+    resume: bool = field(default=True, metadata={"help": "continue from the latest checkpoint in output_dir"})
+    progress: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.data and self.output_dir):
+            raise ConfigError("train needs data=... and output_dir=...")
+        if self.reference == "adapter" and (self.finetune != "lora" or self.ref_model):
+            raise ConfigError("reference=adapter needs finetune=lora and no ref_model")
 
 
 # --------------------------------------------------------------------------- model
@@ -195,19 +225,23 @@ def run_identity(cfg: TrainConfig) -> dict:
     return identity
 
 
-def check_run_dir(cfg: TrainConfig) -> bool:
-    """True if ``output_dir`` holds this same run; a different config is a one-line error."""
-    path = Path(cfg.output_dir) / "config.json"
-    if not path.exists():
-        return False
-    stored = json.loads(path.read_text())
-    old = stored.get("identity") or {k: v for k, v in stored.get("config", {}).items() if k not in NON_MATH}
-    diff = config_difference(old, run_identity(cfg))
-    if diff:
-        raise ConfigError(f"{cfg.output_dir} holds a run with a different config ({diff}); use another output_dir")
-    if not cfg.resume:
+def open_run_dir(cfg: TrainConfig, *, writer: bool = True) -> tuple[RunDir, bool]:
+    """``output_dir`` as a :class:`RunDir` that holds this run, and whether it already did (resume).
+
+    Another run there is a one-line error (:meth:`RunDir.claim`); settings added
+    since, left at their defaults, are not a difference. ``writer``: the process
+    that writes (the others only check).
+    """
+    run = RunDir(cfg.output_dir, readonly=not writer)
+    legacy = Path(cfg.output_dir) / "config.json"  # a run written before training used RunDir
+    if "identity" not in run.manifest and legacy.exists():
+        stored = json.loads(legacy.read_text())
+        run.manifest["identity"] = stored.get("identity") or {k: v for k, v in stored.get("config", {}).items()
+                                                              if k not in NON_MATH}
+    resuming = run.claim(run_identity(cfg), defaults=run_identity(type(cfg)()), what="a run")
+    if resuming and not cfg.resume:
         raise ConfigError(f"{cfg.output_dir} already holds this run; pass resume=true or use another output_dir")
-    return True
+    return run, resuming
 
 
 # --------------------------------------------------------------------------- the loop
@@ -374,10 +408,11 @@ def _prepare_data(cfg, acc, model, tokenizer, resuming: bool):
 
 
 def resolved(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with ``precision=auto`` resolved for its device (what config.json records)."""
+    """``cfg`` with ``precision=auto`` resolved for its device and ``micro_batch_size`` set (what a run records)."""
     cfg.validate()
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu"
-    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
+    return dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device),
+                               micro_batch_size=cfg.micro_batch_size or cfg.batch_size)
 
 
 def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
@@ -392,7 +427,7 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
         acc = Accelerator(cpu=cfg.device == "cpu")
     except ValueError as e:  # accelerate's process-wide state was set up for another device
         raise ConfigError(f"cannot switch device within one process: {str(e).splitlines()[0]}") from None
-    resuming = check_run_dir(cfg)
+    run_dir, resuming = open_run_dir(cfg, writer=acc.is_main_process)
     torch.manual_seed(cfg.seed)
     if model is None:
         model, tokenizer = load_model(cfg.model, device=str(acc.device))
@@ -421,9 +456,9 @@ def setup(cfg: TrainConfig, model=None, tokenizer=None) -> Run:
               examples, tokenizer, total, spe, trunk_layer=trunk, info=info)
     done = sorted(p for p in (Path(cfg.output_dir) / "checkpoints").glob("step-*") if (p / "state.json").exists())
     run.start_step = load_checkpoint(run, done[-1]) if resuming and done else 0
-    if acc.is_main_process and not resuming:
-        write_json(Path(cfg.output_dir) / "config.json", {"config": asdict(cfg), "identity": run_identity(cfg),
-                                                          "world_size": acc.num_processes})
+    if acc.is_main_process:  # the identity is recorded once the run has really started
+        run_dir.manifest.update(config=asdict(cfg), world_size=acc.num_processes)
+        run_dir.save()
     return run
 
 
@@ -442,7 +477,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> dict:
 def _train(cfg: TrainConfig, model, tokenizer) -> dict:
     summary_path = Path(cfg.output_dir) / "summary.json"
     if cfg.resume and summary_path.exists() and (Path(cfg.output_dir) / "final").exists():
-        check_run_dir(cfg)
+        open_run_dir(cfg, writer=False)  # refuses another run's directory
         return json.loads(summary_path.read_text())  # already finished: nothing to do
     run = setup(cfg, model, tokenizer)
     acc, log = run.accelerator, MetricsLog(cfg, run.start_step, run.accelerator.is_main_process)

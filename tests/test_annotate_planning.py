@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from frugalign.annotate.planning import (Pool, benchmark_recipe, budget_count, choose_human, gold_gap_ratio, plan)
+from frugalign.annotate.planning import Pool, benchmark_recipe, budget_count, choose_human, gold_gap_ratio, plan
 from frugalign.errors import ConfigError
 from frugalign.types import Annotation, PreferencePair
 

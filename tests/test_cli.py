@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from frugalign.cli import main
-from frugalign.config import build_config
+from frugalign.config import block, build_config, flat_settings, settle_blocks, updated
 from frugalign.errors import ConfigError
 
 
@@ -21,6 +21,52 @@ class Toy:
     ref: str | None = None
     per_method: dict | None = None
     methods: list | None = None
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    epochs: int = 1
+    name: str | None = None
+
+
+@dataclass
+class Outer:
+    seed: int = 0
+    inner: Inner = block(Inner, "a nested block", legacy=("lr", "epochs"), epochs=3)
+
+    def __post_init__(self):
+        settle_blocks(self)
+
+
+def test_nested_blocks_take_dotted_keys_yaml_mappings_flags_and_old_flat_names(tmp_path, capsys, monkeypatch):
+    import argparse
+
+    from frugalign import config
+    from frugalign.config import add_config_arguments
+
+    monkeypatch.setattr(config, "_NOTED", set())  # notes are once per process
+
+    assert Outer().inner == Inner(epochs=3) and Outer(inner={"lr": 0.5}).inner == Inner(lr=0.5, epochs=3)
+    (tmp_path / "c.yaml").write_text("seed: 1\ninner: {lr: 0.1, name: a}\n")
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Outer)
+    args = parser.parse_intermixed_args([str(tmp_path / "c.yaml"), "inner.epochs=5", "--inner.name", "b"])
+    assert build_config(Outer, args) == Outer(seed=1, inner=Inner(lr=0.1, epochs=5, name="b"))
+    capsys.readouterr()
+    args = parser.parse_intermixed_args(["lr=0.2", "--epochs", "4", "inner={name: c}"])
+    assert build_config(Outer, args).inner == Inner(lr=0.2, epochs=4, name="c")
+    assert build_config(Outer, lr=0.3).inner.lr == 0.3  # the note is printed once per name
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert sorted(notes) == sorted(f"frugalign: note: setting {old!r} is now 'inner.{old}'; the old name still works"
+                                   for old in ("lr", "epochs"))
+    assert flat_settings(Outer()) == {"seed": 0, "inner.lr": 1e-3, "inner.epochs": 3, "inner.name": None}
+    assert flat_settings(Outer(), legacy=True) == {"seed": 0, "lr": 1e-3, "epochs": 3, "inner.name": None}
+    assert updated(Outer(), {"inner.lr": 2, "seed": "4"}) == Outer(seed=4, inner=Inner(lr=2.0, epochs=3))
+    for bad, msg in (({"inner.nope": 1}, "unknown setting 'inner.nope'"), ({"inner.epochs": "x"}, "inner.epochs"),
+                     ({"seed.x": 1}, "'seed' has no nested settings"), ({"inner": "[1]"}, "expected a mapping")):
+        with pytest.raises(ConfigError, match=msg):
+            build_config(Outer, **bad)
 
 
 def test_help_lists_commands(capsys):

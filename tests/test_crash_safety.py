@@ -78,8 +78,9 @@ def same_weights(a: Path, b: Path) -> None:
 
 def recipe_args(out: Path, tiny_dir: str) -> list[str]:
     return ["run", f"output_dir={out}", f"model={tiny_dir}", "train_prompts=6", "test_prompts=3", "n=3",
-            "max_new_tokens=8", "budget=0.5", "embedder=none", "annotator=weak-judge", "judge=length", "epochs=2",
-            "batch_size=2", "eval_samples=2", "finetune=full", "lr=1e-3", "precision=float32", "progress=false"]
+            "max_new_tokens=8", "budget=0.5", "embedder=none", "annotator=weak-judge", "judge=length", "train.epochs=2",
+            "train.batch_size=2", "eval_samples=2", "train.finetune=full", "train.lr=1e-3", "train.precision=float32",
+            "progress=false"]
 
 
 @pytest.mark.slow  # a kill chain of subprocesses
@@ -118,9 +119,9 @@ def test_recipe_killed_anywhere_resumes_to_the_same_result(tmp_path, tiny_dir, c
 
 def study_args(out: Path, tiny_dir: str) -> list[str]:
     return ["study", f"output_dir={out}", f"model={tiny_dir}", "train_prompts=8", "test_prompts=3", "n=3",
-            "max_new_tokens=8", "embedder=none", "judge=length", "epochs=1", "batch_size=2", "eval_samples=2",
-            "finetune=full", "lr=1e-3", "precision=float32", "progress=false", "methods=dpo-100,spa",
-            "budgets=0.25", "strategies=random", "seeds=0", "spa_rounds=2", "spa_k=3", "max_length=1024"]
+            "max_new_tokens=8", "embedder=none", "judge=length", "train.epochs=1", "train.batch_size=2", "eval_samples=2",
+            "train.finetune=full", "train.lr=1e-3", "train.precision=float32", "progress=false", "methods=dpo-100,spa",
+            "budgets=0.25", "strategies=random", "seeds=0", "spa.rounds=2", "spa.k=3", "train.max_length=1024"]
 
 
 @pytest.mark.slow  # a kill chain of subprocesses
@@ -158,7 +159,7 @@ def test_iterate_killed_between_and_inside_rounds_resumes(tmp_path, tiny_tokeniz
 
     (tmp_path / "iterate.yaml").write_text("train: {threads: 1, tensorboard: false, save_every: 1}\n")
 
-    def args(out: str) -> list[str]:
+    def args(out: str) -> list[str]:  # the flat names of before the train block, beside its YAML mapping
         return ["iterate", str(tmp_path / "iterate.yaml"), f"prompts={tmp_path / 'prompts.jsonl'}",
                 f"policy={tmp_path / 'seed'}", f"init_model={tmp_path / 'init'}", f"output_dir={tmp_path / out}",
                 "rounds=2", "k=3", "temperature=1.0", "max_new_tokens=6", "batch_size=2", "micro_batch_size=2",

@@ -7,6 +7,7 @@ import math
 import os
 
 import pytest
+import torch
 from conftest import build_model
 
 from frugalign.annotate.implicit import implicit_annotator
@@ -72,8 +73,8 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
     write_records(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "prompt": q} for i, q in enumerate(questions)])
     cfg = IterateConfig(prompts=str(tmp_path / "prompts.jsonl"), policy=seed_policy, init_model=init,
                         output_dir=str(tmp_path / "spa"), rounds=2, k=3, temperature=1.0, max_new_tokens=6,
-                        batch_size=2, micro_batch_size=2, lr=1e-3, progress=False, precision="float32",
-                        train={"threads": 1, "tensorboard": False, "warmup_ratio": 0.0})
+                        progress=False, train={"batch_size": 2, "micro_batch_size": 2, "lr": 1e-3, "precision": "float32",
+                                               "threads": 1, "tensorboard": False, "warmup_ratio": 0.0})
     summary = iterate(cfg)
     r1, r2 = summary["rounds"]
     assert (r1["noise_lambda"], r2["noise_lambda"]) == (0.5, 0.25)
@@ -81,7 +82,7 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
     assert summary["final_model"] == r2["train"]["final_model"] and os.path.exists(summary["final_model"])
     pool = [json.loads(ln) for ln in open(tmp_path / "spa" / "round-1" / "pool.jsonl")]
     assert [p["id"] for p in pool] == ["q0", "q1"] and all(len(p["responses"]) == 3 for p in pool)
-    train_cfg = json.loads(open(tmp_path / "spa" / "round-2" / "train" / "config.json").read())["config"]
+    train_cfg = json.loads(open(tmp_path / "spa" / "round-2" / "train" / "manifest.json").read())["config"]
     assert train_cfg["noise_lambda"] == 0.25 and train_cfg["self_refine_alpha"] == 0.1
     assert train_cfg["model"] == r1["train"]["final_model"] and train_cfg["epochs"] == 1.0
 
@@ -100,14 +101,22 @@ def test_spa_rounds_store_references_follow_lambda_schedule_and_resume(tiny_toke
     assert all(r["meta"]["reward_chosen"] > r["meta"]["reward_rejected"] for r in rows)
     assert len(read_training(tmp_path / "spa" / "round-2" / "pairs.jsonl")) >= 1
 
-    # resume: round 2 lost its result; sampling and judging are not redone, training is
-    pool_file = tmp_path / "spa" / "round-2" / "pool.jsonl"
+    # resume: training stopped inside round 1 (train.stop_after); the rerun reuses the round's samples and labels
+    # and resumes its training from the checkpoint, to the model of an uninterrupted run
+    def longer(out, **train):
+        return IterateConfig(**{**cfg.__dict__, "output_dir": str(tmp_path / out),
+                                "train": {**cfg.train.__dict__, "epochs": 3.0, "save_every": 1, **train}})
+
+    first = iterate(longer("spa2", stop_after=1))
+    assert first["stopped_in_round"] == 1 and first["final_model"] is None
+    pool_file = next((tmp_path / "spa2" / "work").glob("round-1-*/pool.jsonl"))
     stamp = pool_file.stat().st_mtime_ns
-    for name in ("round-2/round.json", "round-2/train/summary.json", "summary.json"):
-        os.remove(tmp_path / "spa" / name)
-    again = iterate(cfg)
-    assert pool_file.stat().st_mtime_ns == stamp and again["final_model"] == summary["final_model"]
-    assert os.path.exists(tmp_path / "spa" / "round-2" / "round.json")
+    again, straight = iterate(longer("spa2")), iterate(longer("spa3"))
+    assert (tmp_path / "spa2" / "round-1" / "pool.jsonl").stat().st_mtime_ns == stamp  # moved in, not resampled
+    assert not list((tmp_path / "spa2" / "work").iterdir())
+    a, b = (load_model(r["final_model"])[0].state_dict() for r in (again, straight))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert iterate(cfg) == summary  # finished: nothing reruns
 
     with pytest.raises(ConfigError, match="different config"):
         iterate(IterateConfig(**{**cfg.__dict__, "k": 4}))

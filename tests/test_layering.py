@@ -12,7 +12,7 @@ LAYERS = [
     ("foundation", ["errors", "faults", "types", "formats", "config", "weights", "data", "metrics", "paired", "precision",
                     "pipeline"]),
     ("models and scoring", ["models", "chat", "logprobs", "losses", "generate", "backends", "distributed", "packing",
-                            "checkpoints"]),
+                            "checkpoints", "scoring"]),
     ("methods", ["select", "annotate", "labeling", "bench", "evaluate"]),
     ("training", ["train", "iterate"]),
     ("recipes", ["recipe", "study", "study_summary", "report"]),
@@ -103,3 +103,11 @@ def test_the_layer_table_matches_the_architecture_doc():
         assert title in doc
         for m in members:
             assert not m or f"`{m}" in doc, f"docs/architecture.md does not mention {m}"
+
+
+def test_commands_declare_no_settings_dataclass():
+    """Settings live beside the code they configure; commands/ only parses, calls and prints."""
+    for path in sorted((ROOT / "commands").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        assert not classes, f"{path.name} defines {classes}: move them beside the code they configure"

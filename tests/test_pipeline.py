@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import asdict, dataclass, field
 
 import pytest
 
+from frugalign.errors import ConfigError
+from frugalign.iterate import IterateConfig
 from frugalign.pipeline import RunDir, Stage
+from frugalign.train import TrainConfig
 
 
 def make_stages(calls, n=3, fail_second=False):
@@ -75,3 +80,47 @@ def test_missing_input_stage_is_an_error(tmp_path):
     run = RunDir(tmp_path / "run")
     with pytest.raises(ConfigError, match="needs finished stages"):
         run.run(make_stages([])[1], log=lambda m: None)
+
+
+@dataclass
+class _NewerTrainConfig(TrainConfig):
+    brand_new: int = field(default=7, metadata={"help": "a setting added after the run was made"})
+
+
+@dataclass
+class _NewerIterateConfig(IterateConfig):
+    brand_new: int = field(default=7, metadata={"help": "a setting added after the rounds were made"})
+
+
+def _one_line_refusal(open_dir, needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        open_dir()
+    message = str(e.value)
+    assert len(message.splitlines()) == 1 and "different config" in message and needle in message
+
+
+def test_a_setting_added_with_its_default_resumes_and_a_changed_value_is_refused(tmp_path):
+    """One identity rule for training runs and SPA rounds: RunDir.claim, defaults-aware."""
+    from frugalign.iterate import open_run_dir as open_rounds
+    from frugalign.iterate import round_keys
+    from frugalign.train import open_run_dir as open_training
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    train = TrainConfig(data=str(data), output_dir=str(tmp_path / "train"))
+    run, resuming = open_training(train)
+    run.save()  # what a started run records
+    assert not resuming
+    newer = _NewerTrainConfig(**asdict(train))
+    assert open_training(newer)[1]  # resumes: the new setting is at its default
+    _one_line_refusal(lambda: open_training(dataclasses.replace(newer, brand_new=8)), "brand_new: 7 -> 8")
+    _one_line_refusal(lambda: open_training(dataclasses.replace(newer, beta=0.2)), "beta: 0.1 -> 0.2")
+
+    rounds = IterateConfig(prompts=str(data), policy="seed", output_dir=str(tmp_path / "spa"))
+    open_rounds(rounds, round_keys(2))
+    newer_rounds = _NewerIterateConfig(**asdict(rounds))
+    assert open_rounds(newer_rounds, round_keys(2)).manifest["identity"]["brand_new"] == 7
+    _one_line_refusal(lambda: open_rounds(dataclasses.replace(newer_rounds, brand_new=8), round_keys(2)),
+                      "brand_new: 7 -> 8")
+    _one_line_refusal(lambda: open_rounds(dataclasses.replace(rounds, train={"lr": 1e-3}), round_keys(2)),
+                      "train.lr: None -> 0.001")

@@ -71,7 +71,7 @@ def test_bad_precision_is_a_config_error_everywhere():
     with pytest.raises(ConfigError, match="precision='fp16'"):
         P.resolve_precision("fp16")
     with pytest.raises(ConfigError, match="precision='fp16'"):
-        RunConfig(precision="fp16").validate()
+        RunConfig(train={"precision": "fp16"}).validate()
     with pytest.raises(ValueError, match="resolve"):
         P.autocast("auto", "cpu")
 

@@ -10,12 +10,13 @@ from frugalign.recipe import RunConfig, run_recipe
 from frugalign.report import results_table_text, write_run_report
 
 
-def tiny_cfg(tmp_path, tiny_dir, **kw):
+def tiny_cfg(tmp_path, tiny_dir, train=None, **kw):
     base = dict(output_dir=str(tmp_path / "run"), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
-                max_new_tokens=8, budget=0.5, embedder="none", annotator="none", judge="length", epochs=1, batch_size=2,
-                max_length=1024, eval_samples=2, progress=False, finetune="full", lr=1e-3)
+                max_new_tokens=8, budget=0.5, embedder="none", annotator="none", judge="length", eval_samples=2,
+                progress=False)
     base.update(kw)
-    return RunConfig(**base)
+    return RunConfig(**base, train={**dict(epochs=1, batch_size=2, max_length=1024, finetune="full", lr=1e-3),
+                                    **(train or {})})
 
 
 def test_recipe_end_to_end_and_resume(tmp_path, tiny_dir, monkeypatch):
@@ -72,7 +73,9 @@ def test_recipe_end_to_end_and_resume(tmp_path, tiny_dir, monkeypatch):
      "20 human labels on dissimilar pairs, weak-judge labels the rest (weights confidence), self-refine α 0.1; LoRA DPO"),
 ])
 def test_the_printed_table_names_the_recipe_and_its_human_labels(settings, line):
-    cfg = RunConfig(train_prompts=200, weights=settings.pop("weights", "none"), **settings)
+    alpha = settings.pop("self_refine_alpha", 0.0)
+    cfg = RunConfig(train_prompts=200, weights=settings.pop("weights", "none"), train={"self_refine_alpha": alpha},
+                    **settings)
     assert cfg.describe() == line
 
 
@@ -93,7 +96,7 @@ def test_budget_counts_labelled_pairs_and_ties_are_paid_for(tmp_path, tiny_dir):
 
 
 def test_a_budget_above_the_candidates_is_clipped_and_reported(tmp_path, tiny_dir):
-    cfg = tiny_cfg(tmp_path, tiny_dir, pairs_per_prompt=2, budget=50, epochs=0.5)
+    cfg = tiny_cfg(tmp_path, tiny_dir, pairs_per_prompt=2, budget=50, train={"epochs": 0.5})
     run_recipe(cfg, log=lambda m: None)
     select = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["select"]["summary"]
     assert select["human_pairs"] == 12 == select["budget_clipped_to"] and select["rest_pairs"] == 0
@@ -101,7 +104,7 @@ def test_a_budget_above_the_candidates_is_clipped_and_reported(tmp_path, tiny_di
 
 @pytest.mark.parametrize("bad, needle", [(dict(pairs_per_prompt=0), "pairs_per_prompt=0"),
                                          (dict(pairs_per_prompt=4, n=3), "expected 1 .. 3"),
-                                         (dict(precision="half"), "precision='half'")])
+                                         ({"train.precision": "half"}, "precision='half'")])
 def test_bad_pair_settings_are_one_line_errors(bad, needle, capsys):
     from frugalign.cli import main
 
@@ -114,7 +117,7 @@ def test_a_run_killed_inside_training_resumes_from_its_checkpoint(tmp_path, tiny
     """The training stage's identity is its settings and its data's content, not the temp path it was written to."""
     import frugalign.train as train_mod
 
-    kw = dict(budget=1.0, epochs=3, precision="float32")  # batch 2, a checkpoint every 4 steps
+    kw = dict(budget=1.0, train={"epochs": 3, "precision": "float32"})  # batch 2, a checkpoint every 4 steps
     straight = run_recipe(tiny_cfg(tmp_path / "a", tiny_dir, **kw), log=lambda m: None)
 
     real = train_mod.save_checkpoint
@@ -148,15 +151,17 @@ def test_the_demo_recipe_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     from frugalign.bench.house_style_task import RULES
     from frugalign.config import load_yaml, preset_path
 
-    preset = {k: v for k, v in load_yaml(preset_path("demo")).items() if k in RunConfig.__dataclass_fields__}
+    from frugalign.config import build_config
+
+    preset = load_yaml(preset_path("demo"))
     assert preset["task"] == "house-style" and preset["annotator"] == "hybrid" and preset["budget"] <= 0.1
-    preset.update(output_dir=str(tmp_path / "demo"), model=tiny_dir, judge="length", train_prompts=12,
-                  test_prompts=3, max_new_tokens=8, embedder="none", budget=0.5, eval_samples=2, progress=False,
-                  max_length=1024, batch_size=4)
-    result = run_recipe(RunConfig(**preset), log=lambda m: None)
+    cfg = build_config(RunConfig, preset=preset, output_dir=str(tmp_path / "demo"), model=tiny_dir, judge="length",
+                       train_prompts=12, test_prompts=3, max_new_tokens=8, embedder="none", budget=0.5,
+                       eval_samples=2, progress=False, **{"train.max_length": 1024, "train.batch_size": 4})
+    result = run_recipe(cfg, log=lambda m: None)
     assert result["task"] == "house-style" and result["human_labels"] == round(0.5 * 12 * preset["pairs_per_prompt"])
     fit = json.loads((tmp_path / "demo" / "annotate" / "hybrid_fit.json").read_text())
-    assert set(fit["weights"]) == set(preset["hybrid_signals"]) and fit["calibration_labels"] >= 4
+    assert set(fit["weights"]) == set(preset["hybrid"]["signals"]) and fit["calibration_labels"] >= 4
     kept, gated = (sum(1 for _ in (tmp_path / "demo" / "annotate" / f).open()) for f in ("auto.jsonl", "gated.jsonl"))
     assert result["auto_labels"] == kept and result["kept_fraction"] == pytest.approx(kept / (kept + gated), abs=1e-4)
     assert set(result["rules_initial"]) == set(RULES) == set(result["rules_trained"])

@@ -13,12 +13,11 @@ from frugalign.study import StudyConfig, expand_arms, run_study
 
 def tiny_study(tmp_path, tiny_dir, **kw):
     base = dict(output_dir=str(tmp_path / "study"), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
-                max_new_tokens=8, embedder="none", judge="length", epochs=1, batch_size=2, max_length=1024,
-                eval_samples=2, progress=False, finetune="full", lr=1e-3,
+                max_new_tokens=8, embedder="none", judge="length", eval_samples=2, progress=False,
                 methods=["dpo-100", "dpo-seed", "spa"], budgets=[0.5], strategies=["random"], seeds=[0],
-                spa_rounds=1, spa_k=2)
+                spa=dict(rounds=1, k=2))
     base.update(kw)
-    return StudyConfig(**base)
+    return StudyConfig(**base, train=dict(epochs=1, batch_size=2, max_length=1024, finetune="full", lr=1e-3))
 
 
 def test_expand_arms_grid():

@@ -9,16 +9,17 @@ import pytest
 
 from frugalign.errors import ConfigError
 from frugalign.study import StudyConfig, expand_arms, run_study
-from frugalign.study_summary import analyse, cell_name
+from frugalign.study_summary import analyse, cell_name, load_rows
 
 
 def tiny_study(tmp_path, tiny_dir, name="study", **kw):
     base = dict(output_dir=str(tmp_path / name), model=tiny_dir, train_prompts=6, test_prompts=3, n=3,
-                max_new_tokens=8, embedder="none", judge="length", epochs=1, batch_size=2, max_length=1024,
-                eval_samples=2, progress=False, finetune="full", lr=1e-3, precision="float32",
+                max_new_tokens=8, embedder="none", judge="length", eval_samples=2, progress=False,
                 methods=["dpo-100", "dpo-seed"], budgets=[0.5], strategies=["random"], seeds=[0, 1])
     base.update(kw)
-    return StudyConfig(**base)
+    train = {**dict(epochs=1, batch_size=2, max_length=1024, finetune="full", lr=1e-3, precision="float32"),
+             **base.pop("train", {})}
+    return StudyConfig(**base, train=train)
 
 
 def test_summary_schema_paired_comparisons_and_resume(tmp_path, tiny_dir):
@@ -69,7 +70,7 @@ def test_a_summary_made_with_other_settings_or_another_pool_is_refused(tmp_path,
     run_study(cfg, log=lambda m: None)
     committed = tmp_path / "study" / "summary.json"
     with pytest.raises(ConfigError, match="other settings .*lr: 0.001 -> 0.002"):
-        run_study(tiny_study(tmp_path, tiny_dir, "b", methods=["dpo-100"], seeds=[0], lr=2e-3,
+        run_study(tiny_study(tmp_path, tiny_dir, "b", methods=["dpo-100"], seeds=[0], train={"lr": 2e-3},
                              summary=str(committed)), log=lambda m: None)
     doc = json.loads(committed.read_text())
     doc["study"]["shared_fingerprint"] = "0" * 16
@@ -131,3 +132,23 @@ def test_a_setting_added_after_the_summary_reads_as_its_default():
     assert config_difference({"lr": 1}, {"lr": 1, "new": True}, defaults={"new": False}) == "new: False -> True"
     assert config_difference({"lr": 1}, {"lr": 1, "new": False}) == "new: None -> False"
     assert config_difference({"lr": 1}, {"lr": 2}, defaults={"lr": 2}) == "lr: 1 -> 2"  # present keys win
+
+
+@pytest.mark.parametrize("summary, settings, arms", [("study-standard.json", "study-standard", 21),
+                                                     ("sweep-dpo100.json", "docs/results/sweep-dpo100.yaml", 7)])
+def test_a_committed_study_summary_still_matches_its_settings(summary, settings, arms):
+    """A committed summary (flat settings, made before the train block) resumes under the nested settings."""
+    from pathlib import Path
+
+    from frugalign.config import build_config, load_yaml, preset_path, updated
+    from frugalign.study import study_meta
+
+    root = Path(__file__).parents[1]
+    path = root / settings if settings.endswith(".yaml") else preset_path(settings)
+    cfg = build_config(StudyConfig, preset=load_yaml(path), **{"train.precision": "bf16"})
+    committed = root / "docs" / "results" / summary
+    rows = load_rows(committed, study_meta(cfg.resolved(), None, None), defaults=StudyConfig().settings())
+    assert len(rows) == arms
+    with pytest.raises(ConfigError, match="other settings .*lr: 0.000. -> 0.001"):
+        changed = updated(cfg, {"train.lr": 1e-3}).resolved()
+        load_rows(committed, study_meta(changed, None, None), defaults=StudyConfig().settings())

@@ -1,4 +1,4 @@
-"""Build any annotator from one flat settings object (shared by ``annotate`` and ``eval``).
+"""Build any annotator from one settings object (shared by ``annotate`` and ``eval``).
 
 ``model`` / ``ref_model`` mean, per method:
 
@@ -8,18 +8,20 @@ method         model                     ref_model
 density-ratio  strong model              weak model (default gemma3-270m)
 implicit       policy π_θ                reference π_ref (required)
 llm-judge      judge                     —
-weak-judge     —  (``judge_backbone``)   —
+weak-judge     —  (``judge.backbone``)   —
 =============  ========================  ===============================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from ..config import block, settle_blocks
 from ..errors import ConfigError, ModelLoadError
 from ..models import DEFAULT_MODEL
 from ..types import Annotation, PreferencePair
+from .weak_judge import WeakJudgeSettings
 
 METHODS = ("weak-judge", "density-ratio", "implicit", "llm-judge")
 ROUTERS = ("none", "keyword", "embedding", "llm")
@@ -45,17 +47,13 @@ class AnnotatorSettings:
     rejected: str | None = field(default=None, metadata={"help": "pool pairs: lowest | random (default: random for density-ratio, else lowest)"})
     beta: float = 0.1
     mix_lambda: float = field(default=0.0, metadata={"help": "implicit: extrapolated logits (1+λ)h_θ − λh_ref when > 0"})
-    labels: str | None = field(default=None, metadata={"help": "human labels (annotations file): weak-judge training data; density-ratio/implicit: fit the temperature on them"})
+    labels: str | None = field(default=None, metadata={
+        "help": "human labels (annotations file): weak-judge training data; density-ratio/implicit: fit the temperature on them"})
     label_pairs: str | None = field(default=None, metadata={"help": "weak-judge: pairs the labels refer to (default: input)"})
-    judge_backbone: str = field(default="minilm", metadata={"help": "weak-judge: minilm or a causal-LM spec"})
-    judge_lora: bool = True
-    judge_lora_r: int = 8
-    judge_epochs: int = 30
-    judge_lr: float = 1e-3
-    judge_batch_size: int = 16
-    judge_holdout: float = 0.2
-    judge_patience: int = 5
-    judge_calibrate: bool = True
+    judge: WeakJudgeSettings = block(WeakJudgeSettings, "weak-judge: the judge's backbone and training "
+                                     "(its seed is this seed)", prefix="judge_",
+                                     legacy=("backbone", "lora", "lora_r", "epochs", "lr", "batch_size", "holdout",
+                                             "patience", "calibrate"))
     judge_save: str | None = field(default=None, metadata={"help": "weak-judge: save the trained judge here"})
     judge_load: str | None = field(default=None, metadata={"help": "weak-judge: load a saved judge instead of training"})
     nan_policy: str = field(default="error", metadata={"help": "error | skip (count and drop pairs with NaN scores)"})
@@ -69,7 +67,11 @@ class AnnotatorSettings:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        settle_blocks(self)
+
     def validate(self) -> None:
+        self.judge.validate()
         if self.method not in METHODS:
             raise ConfigError(f"method={self.method!r}: expected one of {METHODS}")
         if self.router not in ROUTERS:
@@ -103,8 +105,8 @@ def check_models(s: AnnotatorSettings) -> None:
     roles = {"density-ratio": [("strong", s.model), ("weak", s.ref_model or DEFAULT_WEAK)],
              "implicit": [("policy", s.model), ("reference", s.ref_model)],
              "llm-judge": [("judge", s.model)],
-             "weak-judge": [] if s.judge_backbone == "minilm" or s.judge_load
-             else [("weak-judge backbone", s.judge_backbone)]}[s.method]
+             "weak-judge": [] if s.judge.backbone == "minilm" or s.judge_load
+             else [("weak-judge backbone", s.judge.backbone)]}[s.method]
     if s.method == "density-ratio" and s.router == "llm" and s.router_model:
         roles.append(("router", s.router_model))
     for role, spec in roles:
@@ -191,17 +193,14 @@ def build_implicit(s: AnnotatorSettings, cache):
 def build_weak_judge(s: AnnotatorSettings, train_pairs: Sequence[PreferencePair] | None,
                      labels: Sequence[Annotation] | None):
     """Load a saved judge or train one on ``labels`` (optionally saving it)."""
-    from .weak_judge import WeakJudge, WeakJudgeSettings, weak_judge_annotator
+    from .weak_judge import WeakJudge, weak_judge_annotator
 
     if s.judge_load:
         judge = WeakJudge.load(s.judge_load, device=s.device)
     else:
         if not labels or not train_pairs:
             raise ConfigError("weak-judge training needs labels and the pairs they refer to")
-        ws = WeakJudgeSettings(backbone=s.judge_backbone, lora=s.judge_lora, lora_r=s.judge_lora_r,
-                               lora_alpha=2 * s.judge_lora_r, epochs=s.judge_epochs, lr=s.judge_lr,
-                               batch_size=s.judge_batch_size, holdout=s.judge_holdout,
-                               patience=s.judge_patience, calibrate=s.judge_calibrate, seed=s.seed)
+        ws = replace(s.judge, seed=s.seed)
         model = tok = None
         if ws.backbone != "minilm":
             model, tok = load_role("weak-judge backbone", ws.backbone, s)

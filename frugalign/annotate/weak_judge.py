@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -39,19 +39,21 @@ from .base import RewardAnnotator, RewardItem, RewardResult, fit_temperature, la
 
 @dataclass
 class WeakJudgeSettings:
-    backbone: str = "minilm"        # "minilm" or a causal-LM spec (embedded name, dir, .gguf)
-    lora: bool = True               # causal-LM backbone: LoRA (True) or full fine-tune
+    """How the weak judge is built and trained (CW-PO's annotator)."""
+
+    backbone: str = field(default="minilm", metadata={"help": "minilm, or a causal-LM spec (embedded name, dir, .gguf)"})
+    lora: bool = field(default=True, metadata={"help": "causal-LM backbone: LoRA (true) or full fine-tune"})
     lora_r: int = 8
-    lora_alpha: int = 16
-    head_hidden: int = 64           # MiniLM head width (0 = linear head)
+    lora_alpha: int | None = field(default=None, metadata={"help": "default 2 x lora_r"})
+    head_hidden: int = field(default=64, metadata={"help": "MiniLM head width (0: a linear head)"})
     epochs: int = 30
     lr: float = 1e-3
     weight_decay: float = 0.01
-    batch_size: int = 16            # pairs per step
-    holdout: float = 0.2            # fraction of labelled pairs for early stopping / calibration
-    patience: int = 5               # epochs without holdout improvement before stopping
-    calibrate: bool = True          # fit the temperature T on the holdout
-    max_length: int = 512           # causal-LM backbone: tokens kept (from the end)
+    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
+    holdout: float = field(default=0.2, metadata={"help": "fraction of labelled pairs for early stopping and calibration"})
+    patience: int = field(default=5, metadata={"help": "epochs without holdout improvement before stopping"})
+    calibrate: bool = field(default=True, metadata={"help": "fit the temperature T on the holdout"})
+    max_length: int = field(default=512, metadata={"help": "causal-LM backbone: tokens kept (from the end)"})
     seed: int = 0
 
     def validate(self) -> None:
@@ -171,7 +173,7 @@ class WeakJudge:
             from ..models import load_model
 
             model, tokenizer = load_model(s.backbone, device=self.device)
-        return LMReward(model, tokenizer, lora=s.lora, lora_r=s.lora_r, lora_alpha=s.lora_alpha,
+        return LMReward(model, tokenizer, lora=s.lora, lora_r=s.lora_r, lora_alpha=s.lora_alpha or 2 * s.lora_r,
                         max_length=s.max_length)
 
     @property
@@ -249,7 +251,7 @@ class WeakJudge:
         torch.save({"settings": asdict(self.settings), "temperature": self.temperature, "state": state}, path)
 
     @classmethod
-    def load(cls, path, *, encoder=None, model=None, tokenizer=None, device: str = "cpu") -> "WeakJudge":
+    def load(cls, path, *, encoder=None, model=None, tokenizer=None, device: str = "cpu") -> WeakJudge:
         """Rebuild the judge from :meth:`save` (the backbone is re-created from the settings)."""
         try:
             blob = torch.load(path, map_location=device, weights_only=True)

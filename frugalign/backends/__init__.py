@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import ConfigError
+from ..generate import BACKENDS
 
-BACKENDS = ("transformers", "fast", "vllm", "auto")
+__all__ = ["BACKENDS", "get_backend", "open_backend", "resolve_backend_name", "vllm_available", "vllm_is_cpu_build"]
 
 
 def vllm_available() -> bool:

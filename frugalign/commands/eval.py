@@ -4,48 +4,16 @@
         [--pairs pairs.jsonl] [--reliability-png rel.png] [--output report.json]
     frugalign eval rewardbench --input rb.jsonl --method density-ratio [annotator settings] \\
         [--output report.json] [--per-example-output rows.jsonl]
+
+The settings live with the evaluation (:mod:`frugalign.evaluate`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-from ..annotate.factory import AnnotatorSettings
 from ..config import add_config_arguments, build_config
-from ..errors import ConfigError
-
-
-@dataclass
-class EvalAnnotationsConfig:
-    annotations: str = field(default="", metadata={"help": "annotations to evaluate"})
-    reference: str = field(default="", metadata={"help": "reference labels (an annotations file, e.g. human or gold)"})
-    pairs: str | None = field(default=None, metadata={"help": "pairs file: checks ids and gives domains"})
-    output: str | None = field(default=None, metadata={"help": "report JSON"})
-    reliability_png: str | None = field(default=None, metadata={"help": "reliability diagram PNG"})
-    n_bins: int = 10
-    strict: bool = field(default=False, metadata={"help": "error (not count) on unmatched pair ids"})
-
-    def validate(self) -> None:
-        if not self.annotations or not self.reference:
-            raise ConfigError("eval annotations needs annotations=... and reference=...")
-        if self.n_bins < 1:
-            raise ConfigError(f"n_bins must be >= 1, got {self.n_bins}")
-
-
-@dataclass
-class EvalRewardBenchConfig(AnnotatorSettings):
-    input: str = field(default="", metadata={"help": "RewardBench-format file: prompt, chosen, rejected, subset"})
-    output: str | None = field(default=None, metadata={"help": "report JSON"})
-    per_example_output: str | None = field(default=None, metadata={"help": "per-example results (.jsonl)"})
-    weighting: str = field(default="official", metadata={"help": "official (RewardBench's subset weights) | observed"})
-
-    def validate(self) -> None:
-        if not self.input:
-            raise ConfigError("eval rewardbench needs input=...")
-        if self.weighting not in ("official", "observed"):
-            raise ConfigError(f"weighting={self.weighting!r}: expected official or observed")
-        super().validate()
+from ..evaluate import EvalAnnotationsConfig, EvalRewardBenchConfig
 
 
 def register(sub) -> None:
@@ -105,8 +73,6 @@ def run_rewardbench(args) -> int:
     from ..evaluate import read_rewardbench, score_rewardbench
 
     rows = read_rewardbench(cfg.input)
-    if cfg.labels and not cfg.label_pairs and not cfg.judge_load:
-        raise ConfigError("labels=... on a RewardBench file need label_pairs=... (the pairs they refer to)")
     train_pairs = read_pairs(cfg.label_pairs) if cfg.label_pairs else None
     labels = read_annotations(cfg.labels) if cfg.labels else None
     annotator = build_annotator(cfg, train_pairs=train_pairs, labels=labels)

@@ -8,75 +8,21 @@
     frugalign label gold runs/batch1.jsonl judge=ifeval output=runs/gold.jsonl
 
 Bare arguments (no ``=``) are the positional paths shown above; everything
-else is a ``key=value`` setting.
+else is a ``key=value`` setting. The settings live with the code they
+configure (:mod:`frugalign.labeling`).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ..config import add_config_arguments, build_config
 from ..errors import ConfigError
-
-
-@dataclass
-class ExportConfig:
-    input: str = field(default="", metadata={"help": "pairs to label (e.g. the output of `frugalign select`)"})
-    output: str = field(default="", metadata={"help": "batch base path: writes OUTPUT.jsonl (key) and OUTPUT.csv (sheet)"})
-    name: str | None = field(default=None, metadata={"help": "batch name (default: output file name)"})
-    seed: int = field(default=0, metadata={"help": "seed of the per-pair A/B orientation"})
-    to: Literal["page", "label-studio"] = field(default="page", metadata={
-        "help": "page: for the labelling page / sheet; label-studio: also OUTPUT.label-studio.json "
-                "(tasks) and OUTPUT.label-studio.xml (labelling config)"})
-
-    def validate(self) -> None:
-        if not self.input or not self.output:
-            raise ConfigError("label export needs PAIRS and output=BASE")
-
-
-@dataclass
-class ImportConfig:
-    batch: str = field(default="", metadata={"help": "the batch key file (BATCH.jsonl)"})
-    labels: list = field(default_factory=list, metadata={
-        "help": "label files (.jsonl from the page, filled .csv, or a Label Studio JSON export)"})
-    output: str = field(default="", metadata={"help": "annotations file to write"})
-    earlier: str | None = field(default=None, metadata={"help": "earlier annotations to merge with (may equal output)"})
-    annotator: str | None = field(default=None, metadata={"help": "annotator id for records that name none"})
-    report: str | None = field(default=None, metadata={"help": "also write the import/agreement report (JSON)"})
-
-    def validate(self) -> None:
-        if not self.batch or not self.labels or not self.output:
-            raise ConfigError("label import needs BATCH LABELS... and output=FILE")
-
-
-@dataclass
-class ServeConfig:
-    batch: str = field(default="", metadata={"help": "the batch key file (BATCH.jsonl)"})
-    labels: str | None = field(default=None, metadata={"help": "labels file (default: BATCH[.annotator].labels.jsonl)"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (keep it local)"})
-    port: int = field(default=8765, metadata={"help": "port (0: any free port)"})
-    annotator: str = field(default="", metadata={"help": "your id, stored with every label"})
-    verbose: bool = False
-
-    def validate(self) -> None:
-        if not self.batch:
-            raise ConfigError("label serve needs BATCH")
-
-
-@dataclass
-class GoldConfig:
-    input: str = field(default="", metadata={"help": "a batch (BATCH.jsonl) or a pairs file"})
-    judge: str = field(default="", metadata={"help": "length | scores | ifeval | sentiment | ifbench | module:attr"})
-    output: str = field(default="", metadata={"help": "annotations file to write (source=gold)"})
-    labels_output: str | None = field(default=None, metadata={"help": "for a batch: also write the raw labels as shown"})
-
-    def validate(self) -> None:
-        if not self.input or not self.judge or not self.output:
-            raise ConfigError("label gold needs INPUT judge=... output=FILE")
-
+from ..labeling.export import ExportConfig
+from ..labeling.gold import GoldConfig
+from ..labeling.merge import ImportConfig
+from ..labeling.server import ServeConfig
 
 # Which settings the bare (positional) arguments fill, in order; the last may repeat.
 POSITIONAL = {"export": ["input"], "import": ["batch", "labels*"], "serve": ["batch"], "gold": ["input"]}
@@ -129,17 +75,15 @@ def _export(cfg: ExportConfig) -> int:
     from ..data import read_pairs
     from ..labeling.export import make_batch, write_batch
 
-    pairs = read_pairs(cfg.input)
-    base = Path(cfg.output)
-    name = cfg.name or (base.stem if base.suffix.lower() in (".jsonl", ".csv") else base.name)
-    items = make_batch(pairs, name, cfg.seed)
-    key, sheet = write_batch(items, base)
+    name = cfg.batch_name()
+    items = make_batch(read_pairs(cfg.input), name, cfg.seed)
+    key, sheet = write_batch(items, Path(cfg.output))
     flipped = sum(it.flipped for it in items)
     print(f"batch {name!r}: {len(items)} pairs ({flipped} shown swapped) -> {key} (key, keep it) and {sheet} (sheet)")
     if cfg.to == "label-studio":
         from ..labeling.label_studio import write_label_studio
 
-        tasks, config = write_label_studio(items, base)
+        tasks, config = write_label_studio(items, Path(cfg.output))
         print(f"Label Studio: {tasks} (tasks) and {config} (labelling config); the A/B key stays in {key}")
         print(f"  create a project, paste {config.name} into Settings > Labeling Interface > Code, "
               f"import {tasks.name}, label, Export > JSON, then")
@@ -175,22 +119,10 @@ def _serve(cfg: ServeConfig) -> int:
 
 
 def _gold(cfg: GoldConfig) -> int:
-    from ..data import read_pairs, read_records, write_records
-    from ..labeling.export import read_batch, write_labels
-    from ..labeling.gold import gold_annotate_pairs, gold_label_batch, judge_name, load_judge
-    from ..labeling.merge import labels_to_votes, votes_to_annotations
+    from ..data import write_records
+    from ..labeling.gold import gold_label_file
 
-    judge = load_judge(cfg.judge)
-    name = judge_name(judge, cfg.judge)
-    first = read_records(cfg.input)[:1]
-    if first and "shown_a" in first[0][1]:  # a batch: label as shown, then the human import path
-        batch = read_batch(cfg.input)
-        labels = gold_label_batch(batch, judge, name)
-        if cfg.labels_output:
-            write_labels(cfg.labels_output, labels)
-        anns = votes_to_annotations(labels_to_votes(batch, [("gold", r) for r in labels], source="gold"))
-    else:
-        anns = gold_annotate_pairs(read_pairs(cfg.input), judge, name)
+    name, anns = gold_label_file(cfg)
     write_records(cfg.output, anns)
     counts = {k: sum(a.preferred == k for a in anns) for k in ("A", "B", "tie")}
     print(f"gold judge {name!r} labelled {len(anns)} pairs {counts} -> {cfg.output}")

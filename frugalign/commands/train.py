@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..config import add_config_arguments, build_config
 
+
 def register(sub) -> None:
     from ..train import TrainConfig
 

@@ -28,11 +28,12 @@ import json
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..data import atomic_path, read_records
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..types import PreferencePair, Prompt, validate_prompt
 
 LABEL_ALIASES = {"a": "A", "b": "B", "tie": "tie"}
@@ -230,3 +231,24 @@ def check_labels(batch: Sequence[BatchItem], labels: Sequence[tuple[str, LabelRe
         if rec.pair_id not in ids:
             raise DataError(f"{where}: unknown pair id {rec.pair_id!r}: not in {batch_name} "
                             f"({len(ids)} pairs); were these labels made for another batch?")
+
+
+@dataclass
+class ExportConfig:
+    """``frugalign label export``: a labelling batch of pairs (key file, sheet, optionally Label Studio's files)."""
+
+    input: str = field(default="", metadata={"help": "pairs to label (e.g. the output of `frugalign select`)"})
+    output: str = field(default="", metadata={"help": "batch base path: writes OUTPUT.jsonl (key) and OUTPUT.csv (sheet)"})
+    name: str | None = field(default=None, metadata={"help": "batch name (default: output file name)"})
+    seed: int = field(default=0, metadata={"help": "seed of the per-pair A/B orientation"})
+    to: Literal["page", "label-studio"] = field(default="page", metadata={
+        "help": "page: for the labelling page / sheet; label-studio: also OUTPUT.label-studio.json "
+                "(tasks) and OUTPUT.label-studio.xml (labelling config)"})
+
+    def validate(self) -> None:
+        if not self.input or not self.output:
+            raise ConfigError("label export needs PAIRS and output=BASE")
+
+    def batch_name(self) -> str:
+        base = Path(self.output)
+        return self.name or (base.stem if base.suffix.lower() in (".jsonl", ".csv") else base.name)

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from ..bench.registry import TASK_NAMES as BENCH_TASKS  # one list of gold-judge tasks
 from ..errors import ConfigError, DataError
 from ..types import PREFERENCES, Annotation, PreferencePair
 from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord
 from .merge import labels_to_votes, votes_to_annotations
-
-from ..bench.registry import TASK_NAMES as BENCH_TASKS  # noqa: E402  (one list of gold-judge tasks)
 
 
 @dataclass
@@ -187,3 +186,35 @@ def gold_annotate_pairs(pairs: Sequence[PreferencePair], judge, name: str) -> li
             details.update(score_a=v.score_a, score_b=v.score_b)
         out.append(Annotation(pair.id, v.label, p_a, confidence_from_p(p_a), "gold", details))
     return out
+
+
+@dataclass
+class GoldConfig:
+    """``frugalign label gold``: label a batch or a pairs file with a gold judge instead of people."""
+
+    input: str = field(default="", metadata={"help": "a batch (BATCH.jsonl) or a pairs file"})
+    judge: str = field(default="", metadata={"help": "length | scores | ifeval | sentiment | ifbench | module:attr"})
+    output: str = field(default="", metadata={"help": "annotations file to write (source=gold)"})
+    labels_output: str | None = field(default=None, metadata={"help": "for a batch: also write the raw labels as shown"})
+
+    def validate(self) -> None:
+        if not self.input or not self.judge or not self.output:
+            raise ConfigError("label gold needs INPUT judge=... output=FILE")
+
+
+def gold_label_file(cfg: GoldConfig) -> tuple[str, list[Annotation]]:
+    """The judge's name and its annotations of ``cfg.input``: a batch is labelled as shown, then imported as
+    people's labels would be (raw labels to ``labels_output``); a pairs file is labelled directly."""
+    from ..data import read_pairs, read_records
+    from .export import read_batch, write_labels
+
+    judge = load_judge(cfg.judge)
+    name = judge_name(judge, cfg.judge)
+    first = read_records(cfg.input)[:1]
+    if not (first and "shown_a" in first[0][1]):
+        return name, gold_annotate_pairs(read_pairs(cfg.input), judge, name)
+    batch = read_batch(cfg.input)
+    labels = gold_label_batch(batch, judge, name)
+    if cfg.labels_output:
+        write_labels(cfg.labels_output, labels)
+    return name, votes_to_annotations(labels_to_votes(batch, [("gold", r) for r in labels], source="gold"))

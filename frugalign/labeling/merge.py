@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from ..errors import ConfigError
 from ..types import Annotation
 from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord, check_labels, unflip
@@ -172,3 +173,20 @@ def import_labels(batch_path, label_paths: Sequence, *, earlier=None, annotator:
               "annotations": len(anns), "unlabelled_in_batch": len({b.pair_id for b in batch} - {a.pair_id for a in anns}),
               "agreement": agreement(votes)}
     return anns, report
+
+
+@dataclass
+class ImportConfig:
+    """``frugalign label import``: labels of a batch back into annotations, merged, with agreement."""
+
+    batch: str = field(default="", metadata={"help": "the batch key file (BATCH.jsonl)"})
+    labels: list = field(default_factory=list, metadata={
+        "help": "label files (.jsonl from the page, filled .csv, or a Label Studio JSON export)"})
+    output: str = field(default="", metadata={"help": "annotations file to write"})
+    earlier: str | None = field(default=None, metadata={"help": "earlier annotations to merge with (may equal output)"})
+    annotator: str | None = field(default=None, metadata={"help": "annotator id for records that name none"})
+    report: str | None = field(default=None, metadata={"help": "also write the import/agreement report (JSON)"})
+
+    def validate(self) -> None:
+        if not self.batch or not self.labels or not self.output:
+            raise ConfigError("label import needs BATCH LABELS... and output=FILE")

@@ -23,6 +23,7 @@ import json
 import re
 import socket
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,22 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from .export import LabelRecord, check_labels, parse_label, read_batch, read_labels, write_labels
 from .page import CSS, HTML, JS
+
+
+@dataclass
+class ServeConfig:
+    """``frugalign label serve``: the local labelling page for one batch."""
+
+    batch: str = field(default="", metadata={"help": "the batch key file (BATCH.jsonl)"})
+    labels: str | None = field(default=None, metadata={"help": "labels file (default: BATCH[.annotator].labels.jsonl)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (keep it local)"})
+    port: int = field(default=8765, metadata={"help": "port (0: any free port)"})
+    annotator: str = field(default="", metadata={"help": "your id, stored with every label"})
+    verbose: bool = False
+
+    def validate(self) -> None:
+        if not self.batch:
+            raise ConfigError("label serve needs BATCH")
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
