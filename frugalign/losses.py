@@ -165,15 +165,8 @@ def _output(losses: Tensor, chosen_ratio: Tensor, rejected_ratio: Tensor, beta: 
     return PreferenceLossOutput(losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach())
 
 
-def dpo_loss(
-    policy_chosen: Tensor,
-    policy_rejected: Tensor,
-    ref_chosen: Tensor,
-    ref_rejected: Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: Smoothing = 0.0,
-) -> PreferenceLossOutput:
+def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
+             beta: float = 0.1, label_smoothing: Smoothing = 0.0) -> PreferenceLossOutput:
     """Sigmoid DPO with conservative smoothing: −(1−ε)·log σ(βz) − ε·log σ(−βz)."""
     _check_beta(beta)
     z, chosen_ratio, rejected_ratio = _log_ratio_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
@@ -184,17 +177,9 @@ def dpo_loss(
     return _output(losses, chosen_ratio, rejected_ratio, beta)
 
 
-def ipo_loss(
-    policy_chosen: Tensor,
-    policy_rejected: Tensor,
-    ref_chosen: Tensor,
-    ref_rejected: Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: Smoothing = 0.0,
-    chosen_lengths: Tensor | None = None,
-    rejected_lengths: Tensor | None = None,
-) -> PreferenceLossOutput:
+def ipo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
+             beta: float = 0.1, label_smoothing: Smoothing = 0.0, chosen_lengths: Tensor | None = None,
+             rejected_lengths: Tensor | None = None) -> PreferenceLossOutput:
     """IPO: (1−ε)(z − 1/2β)² + ε(z + 1/2β)²; at ε = 0 exactly TRL's (z − 1/2β)².
 
     With ``chosen_lengths``/``rejected_lengths`` (completion token counts, ``[B]``)
@@ -216,15 +201,8 @@ def ipo_loss(
     return _output(losses, chosen_ratio, rejected_ratio, beta)
 
 
-def robust_dpo_loss(
-    policy_chosen: Tensor,
-    policy_rejected: Tensor,
-    ref_chosen: Tensor,
-    ref_rejected: Tensor,
-    *,
-    beta: float = 0.1,
-    label_smoothing: Smoothing = 0.0,
-) -> PreferenceLossOutput:
+def robust_dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
+                    beta: float = 0.1, label_smoothing: Smoothing = 0.0) -> PreferenceLossOutput:
     """Robust DPO (Chowdhury et al.): [−(1−ε)·log σ(βz) + ε·log σ(−βz)] / (1 − 2ε)."""
     _check_beta(beta)
     z, chosen_ratio, rejected_ratio = _log_ratio_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)

@@ -446,5 +446,5 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
     result.update({k: v for k, v in annotate.items() if k != "annotated"})
     result["auto_labels"] = annotate.get("annotated", 0)
     result["recipe"] = cfg.describe()
-    result["precision"] = cfg.precision
+    result["precision"] = cfg.train.precision
     return result

@@ -12,7 +12,7 @@ Every signal is antisymmetric (f(B, A) = −f(A, B)), the fit sees each label in
 both orders, and there is no intercept, so swapping A and B gives exactly 1 − p.
 The L2 strength is chosen by cross-validation grouped by prompt; the
 cross-validated probabilities also choose the **gate**: the lowest confidence
-C = 2·|p − ½| at which the labels the annotator would keep agree with the human
+C (:func:`frugalign.weights.confidence_from_p`) at which the labels the annotator would keep agree with the human
 ones at least ``min_agreement`` of the time (Laplace-smoothed, so three lucky
 pairs do not pass). Pairs under the gate are not labelled (they train nothing).
 
@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..types import Annotation, PreferencePair
+from ..weights import confidence_from_p
 
 SIGNALS = ("length", "unfinished", "format", "drsow")
 _MARKDOWN = re.compile(r"^\s*(?:[-*•+]\s|\d+[.)]\s|#{1,6}\s)|\*\*", re.MULTILINE)
@@ -135,7 +136,7 @@ def choose_gate(p_cv: np.ndarray, y: np.ndarray, min_agreement: float) -> tuple[
     smoothed agreement, kept count); when no threshold reaches the target the
     gate is closed (threshold above 1: no automatic label is kept).
     """
-    conf = np.abs(2 * p_cv - 1)
+    conf = np.array([confidence_from_p(float(p)) for p in p_cv])
     right = (p_cv > 0.5) == (y == 1)
     for t in sorted(set(conf.tolist())):
         kept = conf >= t
@@ -267,7 +268,7 @@ class HybridAnnotator:
         x = cached[1] if cached and cached[0] == list(pairs) else self._signals(pairs)
         fit, out = self.fit_result, []
         for pair, row, p in zip(pairs, x, fit.p_a(x)):
-            conf = abs(2 * float(p) - 1)
+            conf = confidence_from_p(float(p))
             preferred = "A" if p > 0.5 else "B" if p < 0.5 else "tie"
             gated = conf < fit.threshold
             self.counts["gated" if gated else "kept"] += 1

@@ -27,7 +27,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from frugalign.bench.questions import BaseQuestion
 from frugalign.bench.tasks import BenchPrompt, BenchTask
 
 #: Longest answer the style guide allows, in words.
@@ -74,18 +73,7 @@ class HouseStyleTask(BenchTask):
     floor = 0.0
     tie_threshold = 0.0
 
-    def make_prompt(self, question: BaseQuestion, seed: int = 0, variant: int = 0) -> BenchPrompt:
-        """The bare question: the style is the hidden preference (variants differ only by id)."""
-        return BenchPrompt(
-            id=self._prompt_id(question, seed, variant),
-            prompt=question.text,
-            question=question.text,
-            question_id=question.id,
-            split=question.split,
-            task=self.name,
-            seed=seed,
-            variant=variant,
-        )
+    make_prompt = BenchTask.bare_question_prompt  # the style is the hidden preference
 
     def check(self, prompt: BenchPrompt, response: str) -> dict[str, bool]:
         """Rule name -> met (an empty response meets none)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from frugalign.bench.questions import BaseQuestion
 from frugalign.bench.tasks import BenchPrompt, BenchTask
 
 #: Gold difference below which two responses tie.
@@ -44,18 +43,7 @@ class SentimentTask(BenchTask):
         super().__init__(**kwargs)
         self.floor = float(floor)
 
-    def make_prompt(self, question: BaseQuestion, seed: int = 0, variant: int = 0) -> BenchPrompt:
-        """The bare question (variants differ only by id)."""
-        return BenchPrompt(
-            id=self._prompt_id(question, seed, variant),
-            prompt=question.text,
-            question=question.text,
-            question_id=question.id,
-            split=question.split,
-            task=self.name,
-            seed=seed,
-            variant=variant,
-        )
+    make_prompt = BenchTask.bare_question_prompt
 
     def raw_score(self, prompt: BenchPrompt, response: str) -> float:
         """VADER compound of the response (ungated)."""

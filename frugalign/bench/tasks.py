@@ -113,6 +113,12 @@ class BenchTask:
         """Build the prompt for one base question (deterministic)."""
         raise NotImplementedError
 
+    def bare_question_prompt(self, question: BaseQuestion, seed: int = 0, variant: int = 0) -> BenchPrompt:
+        """The question alone, no constraint shown (variants differ only by id): a task's ``make_prompt``
+        when its preference is not written in the prompt."""
+        return BenchPrompt(id=self._prompt_id(question, seed, variant), prompt=question.text, question=question.text,
+                           question_id=question.id, split=question.split, task=self.name, seed=seed, variant=variant)
+
     def prompts(self, n: int | None = None, split: str = "train", seed: int = 0) -> list[BenchPrompt]:
         """``n`` prompts of ``split`` (default: one per base question).
 
