@@ -19,6 +19,7 @@ Rows for other tasks already in ``--out`` are kept, so one file holds both tasks
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -34,9 +35,9 @@ def build_pool(args) -> Path:
     cfg = RunConfig(output_dir=args.dir, task=args.task, train_prompts=args.prompts, test_prompts=1, n=args.n,
                     pairs_per_prompt=args.n * (args.n - 1) // 2, max_new_tokens=args.max_new_tokens,
                     gen_batch_size=64, annotator="gold", embedder="sentence", strategy="random", seed=args.seed,
-                    budget=1.0, precision=args.precision).resolved()
+                    budget=1.0, train={"precision": args.precision}).resolved()
     with RunLock(cfg.output_dir, print):
-        run = RunDir(cfg.output_dir, {k: v for k, v in vars(cfg).items()})
+        run = RunDir(cfg.output_dir, dataclasses.asdict(cfg))
         for stage in build_stages(cfg)[:5]:  # prompts, pool, embed, select, label
             run.run(stage, log=print)
     return Path(cfg.output_dir)
@@ -94,7 +95,7 @@ def main() -> None:
     gold_ann = read_annotations(run / "label" / "human.jsonl")
     gold = {a.pair_id: a.preferred for a in gold_ann}
     gold_diff = {a.pair_id: a.details["score_a"] - a.details["score_b"] for a in gold_ann}
-    annotators = ["hybrid"] + (["hybrid+drsow", "drsow"] if args.drsow else [])
+    annotators = ["hybrid", "hybrid-strict"] + (["hybrid+drsow", "drsow"] if args.drsow else [])
     pool = Pool(pairs, drsow_margins(run, pairs, resolve_precision(args.precision)) if args.drsow else None,
                 similarities(run, pairs))
     pool_seconds = time.time() - t0

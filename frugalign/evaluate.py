@@ -32,9 +32,9 @@ from .metrics import (
     cohens_kappa,
     coverage_curve,
     pairwise_expected_calibration_error,
-    reliability_diagram_png,
     rewardbench_sections,
 )
+from .plots import reliability_diagram_png
 from .types import Annotation, PreferencePair, id_field, str_field, validate_prompt
 
 COVERAGE_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)

@@ -6,23 +6,21 @@ What lives here:
   rule: a predicted tie is wrong, reference ties are excluded and counted),
   per-group accuracy and Cohen's kappa over {A, B, tie};
 * calibration: expected calibration error with per-bin reliability data, the
-  pairwise form from P(A preferred), and a reliability-diagram PNG;
+  pairwise form from P(A preferred) (the reliability-diagram PNG is drawn by
+  :mod:`frugalign.plots`);
 * selective annotation: accuracy of the k% most confident labels;
 * RewardBench section scores with the official subset->section map and
   the official per-subset weights;
 * per-item win outcomes and (cluster) bootstrap percentile intervals (the
   paired policy comparisons built on them live in :mod:`frugalign.paired`).
 
-No model code and no imports from other frugalign modules, so every function
-can be tested on hand-made numbers. matplotlib is imported lazily, only by
-``reliability_diagram_png``.
+No model code, no plotting and no imports from other frugalign modules, so
+every function can be tested on hand-made numbers.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,49 +209,6 @@ def pairwise_expected_calibration_error(
     conf, correct, n_ties = pairwise_confidence_correct(p_a, ref)
     res = expected_calibration_error(conf, correct, n_bins=n_bins)
     return ECEResult(res.ece, res.mce, res.n, res.bins, n_ref_ties_excluded=n_ties)
-
-
-def reliability_diagram_png(
-    bins: Sequence[ReliabilityBin], path: str | os.PathLike[str], title: str = ""
-) -> str:
-    """Write a reliability diagram (accuracy per confidence bin) as a PNG.
-
-    Uses the Agg canvas directly (no pyplot global state) and writes to a
-    temporary file in the target directory, then ``os.replace``s it, so a
-    reader never sees a half-written image. Returns the final path.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = os.fspath(path)
-    fig = Figure(figsize=(4.5, 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    full = [b for b in bins if b.count > 0]
-    width = [b.upper - b.lower for b in full]
-    ax.bar([b.lower for b in full], [b.accuracy for b in full], width=width,
-           align="edge", edgecolor="black", alpha=0.7, label="accuracy")
-    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.plot([b.mean_confidence for b in full], [b.accuracy for b in full], "o",
-            color="crimson", label="(mean confidence, accuracy)")
-    for b in full:  # counts show which bars rest on few examples
-        ax.annotate(str(b.count), (b.lower + (b.upper - b.lower) / 2, b.accuracy),
-                    ha="center", va="bottom", fontsize=7)
-    ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence", ylabel="accuracy",
-           title=title)
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    target_dir = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=target_dir)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------

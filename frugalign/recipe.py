@@ -284,7 +284,8 @@ def _annotate_hybrid(ctx: StageContext, cfg: RunConfig, human_pairs, human, rest
 
 
 def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Path) -> dict:
-    from .metrics import annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error, reliability_diagram_png
+    from .metrics import annotation_accuracy, cohens_kappa, pairwise_expected_calibration_error
+    from .plots import reliability_diagram_png
 
     ref = {a.pair_id: a.preferred for a in gold}
     pred = [a.preferred for a in auto if a.pair_id in ref]

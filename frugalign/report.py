@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .data import atomic_path
+from .plots import rule_rates_png
 
 ROWS = [
     ("task", "task (gold judge)", "{}"),
@@ -62,33 +63,6 @@ def _img(path: Path, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
-def rule_rates_png(before: dict, after: dict, path: str | Path, title: str = "gold rules met") -> Path:
-    """Grouped bars: share of test responses meeting each rule, initial vs trained policy (atomic write)."""
-    import os
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = sorted(before, key=lambda k: (-abs(after.get(k, 0) - before[k]), k))[:12]
-    fig = Figure(figsize=(max(4.5, 1.1 * len(names) + 2), 3.6))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], [before[n] for n in names], width=0.4, label="initial policy", color="#999")
-    ax.bar([i + 0.2 for i in x], [after.get(n, 0) for n in names], width=0.4, label="trained policy", color="#2a7")
-    ax.set_xticks(list(x), [n.split(":")[-1] for n in names], rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share of test responses")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
-
-
 def write_run_report(run_dir: str | Path, result: dict) -> Path:
     """``<run>/report.html`` with the table, the reliability diagram and the settings (atomic write)."""
     run_dir = Path(run_dir)
@@ -124,13 +98,9 @@ questions (each with all its prompts and samples).</p>
 
 # ---------------------------------------------------------------- the label-efficiency study
 STUDY_COLUMNS = [
-    ("arm", "arm", "{}"),
-    ("human_labels", "human labels", "{:.0f}"),
-    ("human_ties", "of them ties", "{:.0f}"),
-    ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"),
-    ("gold_trained", "mean gold (trained)", "{:.3f}"),
-    ("agreement_with_gold", "annotator agreement", "{:.3f}"),
-    ("ece", "annotator ECE", "{:.3f}"),
+    ("arm", "arm", "{}"), ("human_labels", "human labels", "{:.0f}"), ("human_ties", "of them ties", "{:.0f}"),
+    ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"), ("gold_trained", "mean gold (trained)", "{:.3f}"),
+    ("agreement_with_gold", "annotator agreement", "{:.3f}"), ("ece", "annotator ECE", "{:.3f}"),
     ("seconds", "seconds", "{:.0f}"),
 ]
 CELL_COLUMNS = [
@@ -164,47 +134,6 @@ def study_table_markdown(rows: list[dict], columns=None) -> str:
     sep = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(_cell(r, k, p) for k, _, p in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
-
-
-def _series_label(cell: dict) -> str:
-    label = cell["method"] if cell["strategy"] in ("all", "none") else f"{cell['method']} ({cell['strategy']})"
-    return label + (f" [{cell['variant']}]" if cell.get("variant") else "")
-
-
-def label_efficiency_curve_png(cells: list[dict], path: str | Path, *, total_labels: int | None = None,
-                               title: str = "label efficiency") -> Path:
-    """Win rate vs human labels, one line per method (and strategy), 95% intervals as error bars."""
-    import os
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    series: dict[str, list[dict]] = {}
-    for c in cells:
-        series.setdefault(_series_label(c), []).append(c)
-    fig = Figure(figsize=(7, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for label, pts in sorted(series.items()):
-        pts = sorted(pts, key=lambda c: c["human_labels"])
-        x = [c["human_labels"] for c in pts]
-        y = [c["win_rate"] for c in pts]
-        err = [[max(0.0, c["win_rate"] - c["ci_low"]) for c in pts], [max(0.0, c["ci_high"] - c["win_rate"]) for c in pts]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, linestyle="-" if len(pts) > 1 else "none")
-    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlabel("human labels (labelled pairs)" + (f", of {total_labels} candidate pairs" if total_labels else ""))
-    ax.set_ylabel("gold win rate vs initial policy")
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
 
 
 def _html_table(rows: list[dict], columns) -> str:

@@ -370,7 +370,8 @@ def run_study(cfg: StudyConfig, log=print) -> dict:
 
 
 def _run_locked(cfg: StudyConfig, log) -> dict:
-    from .report import label_efficiency_curve_png, write_study_report
+    from .plots import label_efficiency_curve_png
+    from .report import write_study_report
 
     out = Path(cfg.output_dir)
     arms = expand_arms(cfg)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).parents[1] / "frugalign"
 # lowest first; a module belongs to the first layer with a matching name or package prefix
 LAYERS = [
     ("foundation", ["errors", "faults", "types", "formats", "config", "weights", "data", "metrics", "paired", "precision",
-                    "pipeline"]),
+                    "pipeline", "plots"]),
     ("models and scoring", ["models", "chat", "logprobs", "losses", "generate", "backends", "distributed", "packing",
                             "checkpoints", "scoring"]),
     ("methods", ["select", "annotate", "labeling", "bench", "evaluate"]),

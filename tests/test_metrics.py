@@ -19,10 +19,10 @@ from frugalign.metrics import (
     expected_calibration_error,
     pairwise_confidence_correct,
     pairwise_expected_calibration_error,
-    reliability_diagram_png,
     rewardbench_sections,
     win_outcomes,
 )
+from frugalign.plots import reliability_diagram_png  # noqa: E402
 
 # --- agreement -------------------------------------------------------------
 

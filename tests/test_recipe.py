@@ -149,9 +149,7 @@ def test_the_demo_recipe_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     ``length`` judge (it always has a preference); the gold task still scores the test split.
     """
     from frugalign.bench.house_style_task import RULES
-    from frugalign.config import load_yaml, preset_path
-
-    from frugalign.config import build_config
+    from frugalign.config import build_config, load_yaml, preset_path
 
     preset = load_yaml(preset_path("demo"))
     assert preset["task"] == "house-style" and preset["annotator"] == "hybrid" and preset["budget"] <= 0.1

@@ -13,7 +13,8 @@ Both answer the question before any training hour is spent.
   coverage their gates would give on the unlabelled pairs.
 
 Annotators are named recipes over :mod:`frugalign.annotate.hybrid`:
-``hybrid`` (cheap signals), ``hybrid+drsow`` (plus Dr.SoW's margin) and
+``hybrid`` (cheap signals, gate at 0.75 cross-validated agreement), ``hybrid-strict`` (gate at 0.85, the
+demo's), ``hybrid+drsow`` (plus Dr.SoW's margin) and
 ``drsow`` (Dr.SoW's margin alone, calibrated, no gate: the zero-label method
 with its temperature fitted on the labels).
 """
@@ -34,6 +35,7 @@ from .hybrid import HybridAnnotator, HybridSettings
 #: Annotator name -> its hybrid settings.
 ANNOTATORS: dict[str, HybridSettings] = {
     "hybrid": HybridSettings(),
+    "hybrid-strict": HybridSettings(min_agreement=0.85),  # the demo's gate: fewer, cleaner labels
     "hybrid+drsow": HybridSettings(signals=("length", "unfinished", "format", "drsow")),
     "drsow": HybridSettings(signals=("drsow",), min_agreement=0.0),
 }
