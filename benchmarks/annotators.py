@@ -61,7 +61,7 @@ def drsow_margins(run: Path, pairs, precision: str) -> dict[str, float]:
 
 def similarities(run: Path, pairs) -> dict[str, float]:
     from frugalign.data import read_pool
-    from frugalign.select import candidates_from_pool, precomputed_embedder
+    from frugalign.selection import candidates_from_pool, precomputed_embedder
 
     pool = read_pool(run / "pool" / "pool.jsonl")
     cands = candidates_from_pool(pool, precomputed_embedder(pool, np.load(run / "embed" / "embeddings.npy")))

@@ -219,8 +219,8 @@ def gold_quality(args, model32, tok, dtype: str, model) -> str:
     exact: in float32 the ``fast`` − plain row measures that sampling noise
     alone; in another precision it adds the precision's effect.
     """
-    from frugalign.bench.registry import get_task
     from frugalign.generate import GenerationRequest, GenerationSettings
+    from frugalign.goldjudge.registry import get_task
     from frugalign.paired import mean_ci, paired_difference
 
     task = get_task("ifeval")

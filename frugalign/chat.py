@@ -10,7 +10,7 @@ models, base models) fall back to plain concatenation.
 from __future__ import annotations
 
 from .errors import DataError
-from .types import Prompt, to_messages, with_system  # noqa: F401  (re-exported: chat formatting lives here)
+from .records import Prompt, to_messages, with_system  # noqa: F401  (re-exported: chat formatting lives here)
 
 # End-of-turn markers used by common chat templates; generation stops at them
 # and scoring counts the first one after a response (the choice to stop).

@@ -11,7 +11,7 @@ Formats, chosen by the path:
 
 Pairs and training tables may be in any of TRL's four preference layouts
 (:mod:`frugalign.formats`); records without ``id`` get a content hash
-(:func:`frugalign.types.content_id`).
+(:func:`frugalign.records.content_id`).
 
 Writes go to a temporary file in the target directory and are renamed into
 place, so a crash or a validation error never leaves a half-written output.
@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from .errors import DataError
 from .faults import kill_point
 from .formats import PAIR_SIDES, check_same_layout, normalize_preference, record_layout, to_layout
-from .types import Annotation, PreferencePair, PromptItem, TrainingRow
+from .records import Annotation, PreferencePair, PromptItem, TrainingRow
 from .weights import pair_weight
 
 T = TypeVar("T")
@@ -289,7 +289,7 @@ def _read_typed(records, path, parse: Callable[..., T], id_field: str | None) ->
 
 
 def read_pool(path) -> Table:
-    """Prompts (and candidate responses); a record without ``id`` gets :func:`~frugalign.types.content_id`."""
+    """Prompts (and candidate responses); a record without ``id`` gets :func:`~frugalign.records.content_id`."""
     return _read_typed(read_records(path), path, PromptItem.from_record, "id")
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from .generate import GenerationRequest, GenerationSettings
 from .generate import generate_pool as _generate_pool
-from .types import PromptItem
+from .records import PromptItem
 
 
 @dataclass(frozen=True)

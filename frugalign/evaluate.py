@@ -35,7 +35,7 @@ from .metrics import (
     rewardbench_sections,
 )
 from .plots import reliability_diagram_png
-from .types import Annotation, PreferencePair, id_field, str_field, validate_prompt
+from .records import Annotation, PreferencePair, id_field, str_field, validate_prompt
 
 COVERAGE_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 

@@ -33,7 +33,7 @@ system column); the standard layouts keep it as an extra column.
 from __future__ import annotations
 
 from .errors import DataError
-from .types import ROLES, to_messages
+from .records import ROLES, to_messages
 
 LAYOUTS: tuple[str, ...] = ("standard", "conversational", "standard-implicit", "conversational-implicit")
 PAIR_SIDES = ("chosen", "rejected")

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
 from .errors import ConfigError, ContextOverflowError
 from .models import DEFAULT_MODEL
-from .types import Prompt, PromptItem
+from .records import Prompt, PromptItem
 
 EMPTY_RESPONSE = "(empty response)"
 # The generation backends of frugalign.backends (named here so settings can check a name without importing them).

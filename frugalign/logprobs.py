@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .chat import end_of_turn_ids, has_template, render_prompt, render_with_response, template_adds_special_tokens
 from .errors import ConfigError, ContextOverflowError
-from .types import Prompt
+from .records import Prompt
 
 OVERFLOW_POLICIES = ("error", "skip", "truncate")
 

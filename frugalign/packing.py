@@ -26,7 +26,7 @@ import torch
 from .data import read_preference_records, read_training
 from .errors import DataError
 from .logprobs import LogProbScorer, ScoreItem, common_prefix, decoder_of, lm_logits, token_logprobs
-from .types import TrainingRow
+from .records import TrainingRow
 from .weights import row_weight
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")  # TRL's names for precomputed reference log-probs

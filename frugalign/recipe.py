@@ -2,7 +2,7 @@
 
 Every stage is a small function over files in a :class:`~frugalign.pipeline.RunDir`,
 so a rerun skips what is done and a killed run resumes. The gold judge of
-:mod:`frugalign.bench` stands in for humans: it labels the pairs the selector
+:mod:`frugalign.goldjudge` stands in for humans: it labels the pairs the selector
 chose (the human budget) and, for measurement only, the rest (to score the
 automatic annotator); those extra gold labels never reach training unless
 ``annotator=gold`` (the 100 %-labels baseline).
@@ -23,8 +23,8 @@ from .errors import ConfigError
 from .models import DEFAULT_MODEL, resolve_device
 from .pipeline import RunDir, RunLock, Stage, StageContext
 from .precision import resolve_dtype_name, resolve_precision
+from .records import Annotation, PromptItem
 from .train import NON_MATH, TrainSettings
-from .types import Annotation, PromptItem
 from .weights import WEIGHTINGS, check_weighting
 
 # Who labels the pairs humans did not: nobody, the gold judge (the 100 %-labels baseline) or an
@@ -138,7 +138,7 @@ def added_train_settings(cfg: RunConfig) -> dict:
 
 # ---------------------------------------------------------------- stages
 def stage_prompts(ctx: StageContext, cfg: RunConfig) -> dict:
-    from .bench import get_task
+    from .goldjudge import get_task
 
     task = get_task(cfg.task)
     out = {}
@@ -177,7 +177,7 @@ def stage_embed(ctx: StageContext, cfg: RunConfig) -> dict:
     """Embed every pool response once (``embedder``); selection reads them, a study shares them across arms."""
     import numpy as np
 
-    from .select import embed_pool, make_embedder
+    from .selection import embed_pool, make_embedder
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
     embedder = make_embedder(cfg.embedder, cfg.model, dtype=cfg.dtype, device=resolve_device(cfg.device),
@@ -193,7 +193,7 @@ def stage_select(ctx: StageContext, cfg: RunConfig) -> dict:
     """Pick ``pairs_per_prompt`` candidates per prompt; the budget's worth go to humans, the rest to annotators."""
     import numpy as np
 
-    from .select import candidates_from_pool, precomputed_embedder, select_pairs
+    from .selection import candidates_from_pool, precomputed_embedder, select_pairs
 
     pool = read_pool(ctx.input("pool", "pool.jsonl"))
     stored = ctx.input("embed", "embeddings.npy")
@@ -325,7 +325,7 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
 
 def stage_eval_generate(ctx: StageContext, cfg: RunConfig, which: str) -> dict:
     """Sample test responses from the initial or the trained policy and gold-score them."""
-    from .bench import BenchPrompt, get_task
+    from .goldjudge import BenchPrompt, get_task
 
     items = read_pool(ctx.input("prompts", "test.jsonl"))
     spec = cfg.model if which == "initial" else str(ctx.input("train", "model"))
@@ -346,7 +346,7 @@ def gold_by_prompt(pool) -> dict[str, list[float]]:
 
 def initial_baselines(init_pool, task_name: str) -> dict:
     """What the initial policy and a canned format-stuffed reply score on the test split."""
-    from .bench import BenchPrompt, canned_reply_baseline, get_task, unrequested_format_rate
+    from .goldjudge import BenchPrompt, canned_reply_baseline, get_task, unrequested_format_rate
 
     task = get_task(task_name)
     prompts = [BenchPrompt.from_dict(it.meta["bench"]) for it in init_pool]
@@ -358,7 +358,7 @@ def initial_baselines(init_pool, task_name: str) -> dict:
 
 
 def _flat_responses(pool) -> tuple[list, list[str]]:
-    from .bench import BenchPrompt
+    from .goldjudge import BenchPrompt
 
     return ([BenchPrompt.from_dict(it.meta["bench"]) for it in pool for _ in it.responses],
             [r for it in pool for r in it.responses])
@@ -370,7 +370,7 @@ def rule_pass_rates(pool, task_name: str) -> dict[str, float]:
     ``{}`` for a task without rules (``check``)."""
     from collections import Counter
 
-    from .bench import get_task
+    from .goldjudge import get_task
 
     task = get_task(task_name)
     if not hasattr(task, "check"):
@@ -385,7 +385,7 @@ def rule_pass_rates(pool, task_name: str) -> dict[str, float]:
 
 def stage_evaluate(ctx: StageContext, cfg: RunConfig) -> dict:
     """Trained vs initial: per-prompt win rates over all sample pairs, bootstrapped over test prompts."""
-    from .bench import unrequested_format_rate
+    from .goldjudge import unrequested_format_rate
     from .paired import base_question, mean_ci, prompt_win_rates
 
     init = read_pool(ctx.input("eval_initial", "responses.jsonl"))

@@ -27,7 +27,7 @@ Methods (``methods``):
 ``dpo-seed``  DPO on the human (gold) seed labels only
 ``cw-dpo``    CW-PO: a weak judge trained on the seed annotates the rest; loss weighted by confidence
 ``drsow``     Dr.SoW density ratio (policy over ``weak_model``) annotates everything; zero labels
-``spa``       DPO on the seed, then ``spa.rounds`` SPA self-annotation rounds (frugalign.iterate)
+``spa``       DPO on the seed, then ``spa.rounds`` SPA self-annotation rounds (frugalign.spa)
               on the training prompts the seed did not use
 ``combined``  dissimilar selection + weak judge + confidence weights + self-refinement (α 0.1)
 
@@ -55,9 +55,9 @@ from .config import block, flat_settings, normalize, updated
 from .data import read_optional, read_pool, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
-from .iterate import RoundSettings
 from .pipeline import RunDir, RunLock, Stage, StageContext
 from .recipe import RunConfig
+from .spa import RoundSettings
 from .study_summary import (
     check_fingerprint,
     load_rows,
@@ -88,7 +88,7 @@ GRID = ("output_dir", "methods", "budgets", "strategies", "seeds", "method_seeds
 
 @dataclass
 class SpaArmSettings(RoundSettings):
-    """The spa method's rounds: :class:`~frugalign.iterate.RoundSettings` and what their training changes.
+    """The spa method's rounds: :class:`~frugalign.spa.RoundSettings` and what their training changes.
 
     The rounds train with the arm's ``train`` block except ``epochs`` and the
     self-refinement ``alpha`` (SPA's one epoch per round, α 0.1).
@@ -114,7 +114,7 @@ class StudyConfig(RunConfig):
     seeds: list = field(default_factory=lambda: [0], metadata={"help": "arm seeds (selection, training, sampling)"})
     method_seeds: dict = field(default_factory=dict, metadata={"help": "method -> its own seeds (e.g. drsow: [0]; "
                                                                        "a zero-label method needs fewer)"})
-    spa: SpaArmSettings = block(SpaArmSettings, "the spa method's rounds (frugalign.iterate)",
+    spa: SpaArmSettings = block(SpaArmSettings, "the spa method's rounds (frugalign.spa)",
                                 legacy=("rounds", "k", "temperature", "epochs", "alpha"), prefix="spa_")
     variants: dict = field(default_factory=dict, metadata={"help": "name -> training settings; every arm once per variant"})
     summary: str = field(default="", metadata={"help": "summary file to write and resume from (default output_dir/summary.json)"})
@@ -228,7 +228,7 @@ def stage_import(ctx: StageContext, src: Path) -> dict:
 def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
     """SPA rounds from the seed-trained policy on the training prompts the seed did not label."""
     from .data import read_pairs
-    from .iterate import IterateConfig, iterate
+    from .spa import IterateConfig, iterate
 
     prompts = read_pool(ctx.input("prompts", "train.jsonl"))
     seeded = {p.prompt_id for p in read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"))}

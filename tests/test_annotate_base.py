@@ -9,7 +9,7 @@ import pytest
 from frugalign.annotate import Annotator, RewardAnnotator, annotation_from_rewards, confidence_from_p
 from frugalign.annotate.base import RewardResult, pairs_from_pool
 from frugalign.errors import ConfigError, DataError
-from frugalign.types import PreferencePair, PromptItem
+from frugalign.records import PreferencePair, PromptItem
 
 
 class TableReward:
@@ -105,7 +105,7 @@ def test_pool_nan_responses():
 
 
 def test_calibrate_fits_temperature_on_labelled_pairs():
-    from frugalign.types import Annotation
+    from frugalign.records import Annotation
 
     table = {f"good{k}": 0.1 * (k + 1) for k in range(8)} | {f"bad{k}": 0.0 for k in range(8)}
     pairs = [pair(str(k), f"good{k}", f"bad{k}") if k % 2 else pair(str(k), f"bad{k}", f"good{k}")

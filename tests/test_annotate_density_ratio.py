@@ -22,7 +22,7 @@ from frugalign.annotate.density_ratio import (
 )
 from frugalign.errors import ConfigError
 from frugalign.logprobs import LogProbScorer, ScoreItem
-from frugalign.types import PreferencePair
+from frugalign.records import PreferencePair
 
 # The tiny models have a 256-token context and a character-level tokenizer: keep system prompts short.
 SHORT = {"safety": "Be safe.", "reasoning": "Be exact.", "chat": "Be kind."}

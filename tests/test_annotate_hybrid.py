@@ -7,7 +7,7 @@ import pytest
 
 from frugalign.annotate.hybrid import HybridAnnotator, HybridSettings, choose_gate, fit_hybrid, pair_signals
 from frugalign.errors import ConfigError, DataError
-from frugalign.types import Annotation, PreferencePair
+from frugalign.records import Annotation, PreferencePair
 
 
 def test_probabilities_match_frequencies_on_synthetic_data():

@@ -8,7 +8,7 @@ from frugalign.annotate.base import RewardItem
 from frugalign.annotate.implicit import ImplicitReward, implicit_annotator
 from frugalign.errors import ConfigError
 from frugalign.logprobs import LogProbScorer, ScoreItem
-from frugalign.types import PreferencePair, PromptItem
+from frugalign.records import PreferencePair, PromptItem
 
 RESPONSES = ["The sea is blue.", "Paris.", "I cannot help with that.", "* first item"]
 

@@ -9,7 +9,7 @@ import pytest
 from frugalign.annotate.llm_judge import LLMJudge
 from frugalign.errors import DataError
 from frugalign.logprobs import LogProbScorer, ScoreItem
-from frugalign.types import PreferencePair
+from frugalign.records import PreferencePair
 
 # A tiny template keeps the judge prompt inside the tiny model's 256-token context.
 TEMPLATE = "{system}Q: {prompt}\nA: {a}\nB: {b}\nBetter?"

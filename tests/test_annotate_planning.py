@@ -8,7 +8,7 @@ import pytest
 
 from frugalign.annotate.planning import Pool, benchmark_recipe, budget_count, choose_human, gold_gap_ratio, plan
 from frugalign.errors import ConfigError
-from frugalign.types import Annotation, PreferencePair
+from frugalign.records import Annotation, PreferencePair
 
 FINISHED = "A short answer that ends."
 CUT = "A long answer that goes on and on about many things and then stops in the middle of a"

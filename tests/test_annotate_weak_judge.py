@@ -20,7 +20,7 @@ from frugalign.annotate.weak_judge import (
     weak_judge_annotator,
 )
 from frugalign.errors import ConfigError, DataError
-from frugalign.types import Annotation, PreferencePair
+from frugalign.records import Annotation, PreferencePair
 
 
 def toy_encoder(texts):

@@ -189,7 +189,7 @@ def test_label_server_killed_while_writing_a_label_keeps_the_file_whole(tmp_path
     import urllib.request
 
     from frugalign.labeling.export import make_batch, write_batch
-    from frugalign.types import PreferencePair
+    from frugalign.records import PreferencePair
 
     pairs = [PreferencePair(f"p{i}", f"Question {i}?", f"answer A{i}", f"answer B{i}") for i in range(4)]
     key, _ = write_batch(make_batch(pairs, "b1", seed=1), tmp_path / "b1")

@@ -19,7 +19,7 @@ from frugalign.data import (
     write_records,
 )
 from frugalign.errors import DataError
-from frugalign.types import Annotation, PromptItem, TrainingRow
+from frugalign.records import Annotation, PromptItem, TrainingRow
 from frugalign.weights import confidence_from_p, row_weight
 
 

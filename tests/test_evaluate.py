@@ -11,7 +11,7 @@ from frugalign.cli import main
 from frugalign.errors import DataError
 from frugalign.evaluate import evaluate_annotations, read_rewardbench, score_rewardbench
 from frugalign.metrics import cohens_kappa
-from frugalign.types import Annotation, PreferencePair
+from frugalign.records import Annotation, PreferencePair
 
 
 def ann(pid, preferred, p_a, conf=None, source="density_ratio", **details):

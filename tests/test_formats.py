@@ -10,7 +10,7 @@ import pytest
 from frugalign.data import read_pairs, read_pool, read_training, write_records
 from frugalign.errors import DataError
 from frugalign.formats import LAYOUTS, normalize_preference, record_layout, to_layout
-from frugalign.types import content_id
+from frugalign.records import content_id
 
 SKY = [{"role": "user", "content": "What color is the sky?"}]
 BLUE, GREEN = [{"role": "assistant", "content": "It is blue."}], [{"role": "assistant", "content": "It is green."}]

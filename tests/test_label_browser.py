@@ -25,7 +25,7 @@ import pytest
 
 from frugalign.labeling.export import make_batch, read_labels, write_batch
 from frugalign.labeling.merge import import_labels
-from frugalign.types import PreferencePair
+from frugalign.records import PreferencePair
 
 pytestmark = pytest.mark.slow  # a real browser
 

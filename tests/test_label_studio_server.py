@@ -29,7 +29,7 @@ import pytest
 
 from frugalign.cli import main
 from frugalign.data import read_annotations, read_records, write_records
-from frugalign.types import PreferencePair
+from frugalign.records import PreferencePair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a server start takes ~30 s
 

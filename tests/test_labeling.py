@@ -19,7 +19,7 @@ from frugalign.labeling.gold import LengthJudge, gold_annotate_batch, gold_annot
 from frugalign.labeling.label_studio import read_export, task_for
 from frugalign.labeling.merge import agreement, import_labels, labels_to_votes, votes_to_annotations
 from frugalign.labeling.server import LabelStore, make_server
-from frugalign.types import PreferencePair
+from frugalign.records import PreferencePair
 
 
 def make_pairs(n: int = 12) -> list[PreferencePair]:

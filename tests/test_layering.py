@@ -9,12 +9,12 @@ ROOT = Path(__file__).parents[1] / "frugalign"
 
 # lowest first; a module belongs to the first layer with a matching name or package prefix
 LAYERS = [
-    ("foundation", ["errors", "faults", "types", "formats", "config", "weights", "data", "metrics", "paired", "precision",
+    ("foundation", ["errors", "faults", "records", "formats", "config", "weights", "data", "metrics", "paired", "precision",
                     "pipeline", "plots"]),
     ("models and scoring", ["models", "chat", "logprobs", "losses", "generate", "backends", "distributed", "packing",
                             "checkpoints", "scoring"]),
-    ("methods", ["select", "annotate", "labeling", "bench", "evaluate"]),
-    ("training", ["train", "iterate"]),
+    ("methods", ["selection", "annotate", "labeling", "goldjudge", "evaluate"]),
+    ("training", ["train", "spa"]),
     ("recipes", ["recipe", "study", "study_summary", "report"]),
     ("interface", ["commands", "cli", "__main__", ""]),
 ]

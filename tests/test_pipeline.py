@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 import pytest
 
 from frugalign.errors import ConfigError
-from frugalign.iterate import IterateConfig
 from frugalign.pipeline import RunDir, Stage
+from frugalign.spa import IterateConfig
 from frugalign.train import TrainConfig
 
 
@@ -101,8 +101,8 @@ def _one_line_refusal(open_dir, needle: str) -> None:
 
 def test_a_setting_added_with_its_default_resumes_and_a_changed_value_is_refused(tmp_path):
     """One identity rule for training runs and SPA rounds: RunDir.claim, defaults-aware."""
-    from frugalign.iterate import open_run_dir as open_rounds
-    from frugalign.iterate import round_keys
+    from frugalign.spa import open_run_dir as open_rounds
+    from frugalign.spa import round_keys
     from frugalign.train import open_run_dir as open_training
 
     data = tmp_path / "pairs.jsonl"

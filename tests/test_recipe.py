@@ -148,8 +148,8 @@ def test_the_demo_recipe_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     A tiny random model writes gibberish that the relevance gate scores 0, so the simulated human here is the
     ``length`` judge (it always has a preference); the gold task still scores the test split.
     """
-    from frugalign.bench.house_style_task import RULES
     from frugalign.config import build_config, load_yaml, preset_path
+    from frugalign.goldjudge.house_style_task import RULES
 
     preset = load_yaml(preset_path("demo"))
     assert preset["task"] == "house-style" and preset["annotator"] == "hybrid" and preset["budget"] <= 0.1

@@ -15,8 +15,8 @@ from frugalign.data import write_records
 from frugalign.logprobs import LogProbScorer, ScoreItem
 from frugalign.losses import dpo_loss, reduce_losses
 from frugalign.packing import PairLogProbs, build_examples, collate
+from frugalign.records import TrainingRow
 from frugalign.train import TrainConfig, compute_gradients, setup, train
-from frugalign.types import TrainingRow
 
 PROMPTS = ["Write a poem about the sea.", "What is the capital of France?", "Give me a list.",
            "Say something nice.", "Tell me about Berlin.", "Write a function.", "Name a colour.", "Count to three."]

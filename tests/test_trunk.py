@@ -11,8 +11,8 @@ from conftest import build_model
 from frugalign.data import write_records
 from frugalign.errors import ConfigError
 from frugalign.packing import PairLogProbs, build_examples, cache_trunks, collate, first_trainable_layer, trunk_states
+from frugalign.records import TrainingRow
 from frugalign.train import TrainConfig, lora_targets, prepare_model, train
-from frugalign.types import TrainingRow
 
 ROWS = [TrainingRow("Write a poem about the sea.", "Waves and salt.", "I cannot help with that request."),
         TrainingRow("Give me a list.", "* first item\n* second item", "No."),

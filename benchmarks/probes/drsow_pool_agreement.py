@@ -22,8 +22,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from frugalign.annotate.density_ratio import DOMAIN_PROMPTS
-from frugalign.bench.registry import get_task
-from frugalign.bench.tasks import BenchPrompt
+from frugalign.goldjudge.registry import get_task
+from frugalign.goldjudge.tasks import BenchPrompt
 
 VARIANTS = {
     "none": None,

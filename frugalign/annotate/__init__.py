@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..types import Annotation, PreferencePair
+from ..records import Annotation, PreferencePair
 from .base import (
     RewardAnnotator,
     RewardFunction,

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..types import Annotation, PreferencePair, Prompt, PromptItem
+from ..records import Annotation, PreferencePair, Prompt, PromptItem
 from ..weights import confidence_from_p
 
 NAN_POLICIES = ("error", "skip")

@@ -29,7 +29,7 @@ import torch
 from ..chat import end_of_turn_ids, render_prompt, template_adds_special_tokens
 from ..errors import ConfigError
 from ..logprobs import ScoreItem
-from ..types import prompt_text
+from ..records import prompt_text
 from .base import RewardItem, RewardResult, stats_of
 
 DEFAULT_DOMAIN = "chat"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from ..config import block, settle_blocks
 from ..errors import ConfigError, ModelLoadError
 from ..models import DEFAULT_MODEL
-from ..types import Annotation, PreferencePair
+from ..records import Annotation, PreferencePair
 from .weak_judge import WeakJudgeSettings
 
 METHODS = ("weak-judge", "density-ratio", "implicit", "llm-judge")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..types import Annotation, PreferencePair
+from ..records import Annotation, PreferencePair
 from ..weights import confidence_from_p
 
 SIGNALS = ("length", "unfinished", "format", "drsow")

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from ..logprobs import LogProbScorer, ScoreItem
-from ..types import Annotation, PreferencePair, prompt_text
+from ..records import Annotation, PreferencePair, prompt_text
 from .base import NAN_POLICIES, check_choice, confidence_from_p, sigmoid
 from .cache import CachedScorer, ScoreCache
 

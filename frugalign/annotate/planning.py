@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..metrics import bootstrap_ci, cohens_kappa
-from ..types import Annotation, PreferencePair
+from ..records import Annotation, PreferencePair
 from .hybrid import HybridAnnotator, HybridSettings
 
 #: Annotator name -> its hybrid settings.

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..chat import render_with_response, template_adds_special_tokens
 from ..errors import ConfigError, DataError
-from ..types import Annotation, PreferencePair, prompt_text
+from ..records import Annotation, PreferencePair, prompt_text
 from .base import RewardAnnotator, RewardItem, RewardResult, fit_temperature, labelled_examples
 
 

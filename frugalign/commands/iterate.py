@@ -3,7 +3,7 @@
     frugalign train --data seed.jsonl --output-dir runs/seed epochs=3
     frugalign iterate --policy runs/seed/final --prompts prompts.jsonl --output-dir runs/spa rounds=2
 
-The settings (:class:`frugalign.iterate.IterateConfig`) live with the rounds' code.
+The settings (:class:`frugalign.spa.IterateConfig`) live with the rounds' code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ..config import add_config_arguments, build_config
 
 
 def register(sub) -> None:
-    from ..iterate import IterateConfig
+    from ..spa import IterateConfig
 
     p = sub.add_parser("iterate", help="SPA rounds: sample, self-annotate with the implicit reward, train",
                        description="From a seed-trained policy, each round samples K responses for new prompts, "
@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..iterate import IterateConfig, iterate
+    from ..spa import IterateConfig, iterate
 
     cfg = build_config(IterateConfig, args)
     summary = iterate(cfg)

@@ -1,6 +1,6 @@
 """``frugalign select``: choose which pairs humans label under a budget (REAL).
 
-The settings (:class:`frugalign.select.SelectConfig`) live with the selectors.
+The settings (:class:`frugalign.selection.SelectConfig`) live with the selectors.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import add_config_arguments, build_config
-from ..select import SelectConfig
+from ..selection import SelectConfig
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def run(args) -> int:
     cfg = build_config(SelectConfig, args)
     from ..data import read_annotations, write_json, write_records
     from ..formats import output_layout
-    from ..select import attach_confidence, format_summary, load_candidates, make_embedder, select_pairs, with_reason
+    from ..selection import attach_confidence, format_summary, load_candidates, make_embedder, select_pairs, with_reason
 
     embedder = make_embedder(cfg.embedder, cfg.model, dtype=cfg.dtype, device=cfg.device,
                              token_budget=cfg.token_budget, progress=cfg.progress)

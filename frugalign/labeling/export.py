@@ -18,7 +18,7 @@ Files written by :func:`write_batch` for ``OUT``:
 (JSONL from the labelling page, or the filled-in CSV). :func:`labels_to_votes`
 checks them against the batch and turns each into a vote in the pair's
 original orientation; :mod:`frugalign.labeling.merge` combines votes into
-:class:`~frugalign.types.Annotation` records.
+:class:`~frugalign.records.Annotation` records.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Literal
 
 from ..data import atomic_path, read_records
 from ..errors import ConfigError, DataError
-from ..types import PreferencePair, Prompt, validate_prompt
+from ..records import PreferencePair, Prompt, validate_prompt
 
 LABEL_ALIASES = {"a": "A", "b": "B", "tie": "tie"}
 CSV_COLUMNS = ["item", "pair_id", "prompt", "response_A", "response_B", "label", "comment", "annotator"]

@@ -1,6 +1,6 @@
 """Simulated humans: a gold judge labels pairs so ``select → label → annotate`` runs without people.
 
-A gold judge is any callable that takes a :class:`~frugalign.types.PreferencePair`
+A gold judge is any callable that takes a :class:`~frugalign.records.PreferencePair`
 (prompt, system, two responses, ids) and prefers one response::
 
     def judge(pair) -> "A" | "B" | "tie"
@@ -8,7 +8,7 @@ A gold judge is any callable that takes a :class:`~frugalign.types.PreferencePai
                      | GoldVerdict("A", score_a, score_b)
 
 It plugs in three ways (see :func:`load_judge`): a benchmark task name
-(``ifeval``, ``sentiment``, ``ifbench`` from :mod:`frugalign.bench`, which
+(``ifeval``, ``sentiment``, ``ifbench`` from :mod:`frugalign.goldjudge`, which
 rebuilds the task prompt from the pair's prompt id), ``module:attr`` (your
 own judge; a class is instantiated with no arguments), ``scores`` (a preference
 dataset's own ``score_chosen``/``score_rejected`` ratings), or the toy ``length``
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from ..bench.registry import TASK_NAMES as BENCH_TASKS  # one list of gold-judge tasks
 from ..errors import ConfigError, DataError
-from ..types import PREFERENCES, Annotation, PreferencePair
+from ..goldjudge.registry import TASK_NAMES as BENCH_TASKS  # one list of gold-judge tasks
+from ..records import PREFERENCES, Annotation, PreferencePair
 from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord
 from .merge import labels_to_votes, votes_to_annotations
@@ -97,7 +97,7 @@ class ScoresJudge:
 
 
 class BenchJudge:
-    """Adapter for a :mod:`frugalign.bench` task: ``task.prefer(bench_prompt, a, b)``.
+    """Adapter for a :mod:`frugalign.goldjudge` task: ``task.prefer(bench_prompt, a, b)``.
 
     The bench prompt comes from ``pair.meta["bench"]`` (a ``BenchPrompt.to_dict()``)
     or is rebuilt from the pair's prompt id (``task/question_id/sSEEDvVARIANT``).
@@ -106,16 +106,16 @@ class BenchJudge:
     def __init__(self, task: str | Any, **task_kwargs):
         if isinstance(task, str):
             try:
-                from ..bench import get_task
+                from ..goldjudge import get_task
             except ImportError as e:
-                raise ConfigError(f"gold judge {task!r} needs frugalign.bench ({e})") from None
+                raise ConfigError(f"gold judge {task!r} needs frugalign.goldjudge ({e})") from None
             task = get_task(task, **task_kwargs)
         self.task = task
         self.name = getattr(task, "name", type(task).__name__)
 
     def _bench_prompt(self, pair: PreferencePair):
         if isinstance(pair.meta.get("bench"), dict):
-            from ..bench import BenchPrompt
+            from ..goldjudge import BenchPrompt
 
             return BenchPrompt.from_dict(pair.meta["bench"])
         pid = pair.prompt_id or pair.id.rsplit(":", 1)[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..data import atomic_path
 from ..errors import DataError
-from ..types import to_messages
+from ..records import to_messages
 from .export import BatchItem, LabelRecord, parse_label
 
 CHOICE_NAME = "preferred"     # the Choices control; its value is the label as shown

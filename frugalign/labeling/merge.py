@@ -2,7 +2,7 @@
 
 A :class:`Vote` is one person's (or one gold judge's) judgement of one pair,
 already un-flipped to the pair's original A/B orientation. All votes on a
-pair become one :class:`~frugalign.types.Annotation`:
+pair become one :class:`~frugalign.records.Annotation`:
 
 * ``p_a`` = mean of 1 (A), 0 (B) and ½ (tie) over the votes;
 * ``preferred`` = A if ``p_a`` > ½, B if < ½, else tie;
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ConfigError
-from ..types import Annotation
+from ..records import Annotation
 from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord, check_labels, unflip
 

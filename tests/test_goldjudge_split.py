@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from frugalign.bench import all_questions, get_task, mtbench_available, split_of
-from frugalign.bench.questions import GENERIC_QUESTIONS, generic_questions
+from frugalign.goldjudge import all_questions, get_task, mtbench_available, split_of
+from frugalign.goldjudge.questions import GENERIC_QUESTIONS, generic_questions
 
 
 def test_question_ids_unique_and_sources():
@@ -48,7 +48,7 @@ def test_splits_disjoint_for_any_seed(name):
 def test_same_split_in_another_process():
     """Split and draws must not depend on PYTHONHASHSEED or process state."""
     code = (
-        "import json; from frugalign.bench import get_task; t=get_task('ifeval');"
+        "import json; from frugalign.goldjudge import get_task; t=get_task('ifeval');"
         "print(json.dumps([p.to_dict() for p in t.prompts(n=12, split='test', seed=5)]))"
     )
     env = dict(os.environ, PYTHONHASHSEED="12345")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frugalign.bench import get_task
-from frugalign.bench.house_style_task import MAX_WORDS, RULES
+from frugalign.goldjudge import get_task
+from frugalign.goldjudge.house_style_task import MAX_WORDS, RULES
 from frugalign.labeling.gold import load_judge
 
 
@@ -53,7 +53,7 @@ def test_preference_follows_the_style_and_ties_on_equal_scores(task, prompt):
 
 
 def test_gold_judge_by_name_labels_pairs():
-    from frugalign.types import PreferencePair
+    from frugalign.records import PreferencePair
 
     judge = load_judge("house-style")
     q = get_task("house-style").prompts(n=1, split="train")[0]

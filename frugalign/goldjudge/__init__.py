@@ -12,16 +12,16 @@ Diagnostics for a gameable judge: :func:`canned_reply_baseline` and
 :func:`unrequested_format_rate`.
 """
 
-from frugalign.bench.constraints import CONSTRAINT_TYPES, N_CONSTRAINTS, conflicts, draw_constraints
-from frugalign.bench.formats import (
+from frugalign.goldjudge.constraints import CONSTRAINT_TYPES, N_CONSTRAINTS, conflicts, draw_constraints
+from frugalign.goldjudge.formats import (
     CANNED_REPLY,
     format_markers,
     unrequested_format_breakdown,
     unrequested_format_rate,
     unrequested_formats,
 )
-from frugalign.bench.nltk_offline import install_offline_tokenizers
-from frugalign.bench.questions import (
+from frugalign.goldjudge.nltk_offline import install_offline_tokenizers
+from frugalign.goldjudge.questions import (
     BaseQuestion,
     all_questions,
     load_mtbench_questions,
@@ -29,8 +29,8 @@ from frugalign.bench.questions import (
     questions_for_split,
     split_of,
 )
-from frugalign.bench.registry import TASK_NAMES, canned_reply_baseline, get_task
-from frugalign.bench.relevance import (
+from frugalign.goldjudge.registry import TASK_NAMES, canned_reply_baseline, get_task
+from frugalign.goldjudge.relevance import (
     RelevanceGate,
     content_stems,
     encoder_available,
@@ -38,7 +38,7 @@ from frugalign.bench.relevance import (
     load_sentence_encoder,
     shared_stems,
 )
-from frugalign.bench.tasks import BenchPrompt, BenchTask, parse_prompt_id
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask, parse_prompt_id
 
 __all__ = [
     "BaseQuestion",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from frugalign.bench.tasks import BenchPrompt, BenchTask
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask
 
 #: Gold difference below which two responses tie.
 SENTIMENT_TIE = 0.05

@@ -14,16 +14,16 @@ from typing import Any
 from if_verifiable.common import evaluate_instructions
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
-from frugalign.bench.constraints import (
+from frugalign.goldjudge.constraints import (
     CONSTRAINT_TYPES,
     FIXED_FORMAT_EXCLUDED,
     N_CONSTRAINTS,
     constraint_block,
     draw_constraints,
 )
-from frugalign.bench.nltk_offline import install_offline_tokenizers
-from frugalign.bench.questions import BaseQuestion
-from frugalign.bench.tasks import BenchPrompt, BenchTask
+from frugalign.goldjudge.nltk_offline import install_offline_tokenizers
+from frugalign.goldjudge.questions import BaseQuestion
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask
 
 
 class IFEvalTask(BenchTask):

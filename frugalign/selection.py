@@ -39,7 +39,7 @@ import numpy as np
 from .errors import ConfigError, DataError
 from .formats import FORMAT_HELP, FORMATS
 from .models import DEFAULT_MODEL
-from .types import Annotation, PreferencePair, PromptItem
+from .records import Annotation, PreferencePair, PromptItem
 
 STRATEGIES = ("random", "dissimilar", "similar", "centroid", "uncertain")
 EMBEDDERS = ("policy", "sentence", "none")

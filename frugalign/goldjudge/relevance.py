@@ -76,7 +76,7 @@ def _stemmer():
 @lru_cache(maxsize=1)
 def format_vocabulary() -> frozenset[str]:
     """Stems of every word in every constraint description the benchmark uses."""
-    from frugalign.bench.constraints import all_descriptions
+    from frugalign.goldjudge.constraints import all_descriptions
 
     return frozenset(_raw_stems(" ".join(all_descriptions())))
 

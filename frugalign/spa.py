@@ -50,8 +50,8 @@ from .models import DEFAULT_MODEL, load_model, resolve_device
 from .packing import REF_COLUMNS
 from .pipeline import RunDir, RunLock, Stage, stage_key
 from .precision import autocast, resolve_precision
+from .records import Annotation, PreferencePair, PromptItem
 from .train import NON_MATH, TrainConfig, TrainSettings, train
-from .types import Annotation, PreferencePair, PromptItem
 
 __all__ = ["IterateConfig", "RoundSettings", "iterate", "judge_round"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frugalign.bench import (
+from frugalign.goldjudge import (
     CANNED_REPLY,
     BenchPrompt,
     RelevanceGate,
@@ -18,7 +18,7 @@ from frugalign.bench import (
     unrequested_format_rate,
     unrequested_formats,
 )
-from frugalign.bench.constraints import PLACEHOLDERS, TITLE
+from frugalign.goldjudge.constraints import PLACEHOLDERS, TITLE
 
 SHORT_Q = "Describe a sunset over the ocean."
 LONG_Q = (

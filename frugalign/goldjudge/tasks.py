@@ -8,7 +8,7 @@ labeller only needs :meth:`BenchTask.prefer`::
     label, s_a, s_b = task.prefer(prompts[0], response_a, response_b)  # "A"|"B"|"tie"
 
 Every gold score is *gated*: a response that is not about its base question
-(see :mod:`frugalign.bench.relevance`) gets the task's floor score.
+(see :mod:`frugalign.goldjudge.relevance`) gets the task's floor score.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from frugalign.bench.questions import BaseQuestion, questions_for_split
-from frugalign.bench.relevance import RelevanceGate
+from frugalign.goldjudge.questions import BaseQuestion, questions_for_split
+from frugalign.goldjudge.relevance import RelevanceGate
 
 
 @dataclass(frozen=True)

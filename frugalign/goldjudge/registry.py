@@ -1,6 +1,6 @@
 """The task registry: a gold-judge task by name, and the canned-reply diagnostic that needs one.
 
-Kept apart from :mod:`frugalign.bench.tasks` (the base class) so the concrete
+Kept apart from :mod:`frugalign.goldjudge.tasks` (the base class) so the concrete
 tasks can import the base without an import cycle.
 """
 
@@ -9,19 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from frugalign.bench.tasks import BenchPrompt, BenchTask
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask
 
 
 def get_task(name: str, **kwargs: Any) -> BenchTask:
     """Instantiate a task by name: ``ifeval``, ``sentiment``, ``ifbench`` or ``house-style``."""
     if name == "ifeval":
-        from frugalign.bench.ifeval_task import IFEvalTask as cls
+        from frugalign.goldjudge.ifeval_task import IFEvalTask as cls
     elif name == "sentiment":
-        from frugalign.bench.sentiment_task import SentimentTask as cls
+        from frugalign.goldjudge.sentiment_task import SentimentTask as cls
     elif name == "ifbench":
-        from frugalign.bench.ifbench_task import IFBenchTask as cls
+        from frugalign.goldjudge.ifbench_task import IFBenchTask as cls
     elif name == "house-style":
-        from frugalign.bench.house_style_task import HouseStyleTask as cls
+        from frugalign.goldjudge.house_style_task import HouseStyleTask as cls
     else:
         raise ValueError(f"unknown bench task {name!r}; choose one of {TASK_NAMES}")
     return cls(**kwargs)
@@ -41,7 +41,7 @@ def canned_reply_baseline(
     With ``gated=False`` this is what formats alone buy (the gameability of
     the raw judge); gated, it should be near the floor.
     """
-    from frugalign.bench.formats import CANNED_REPLY
+    from frugalign.goldjudge.formats import CANNED_REPLY
 
     if not prompts:
         return 0.0

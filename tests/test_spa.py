@@ -13,10 +13,10 @@ from conftest import build_model
 from frugalign.annotate.implicit import implicit_annotator
 from frugalign.data import read_training, write_records
 from frugalign.errors import ConfigError
-from frugalign.iterate import IterateConfig, iterate, judge_round
 from frugalign.logprobs import LogProbScorer, ScoreItem, ScoreResult
 from frugalign.models import load_model
-from frugalign.types import PromptItem
+from frugalign.records import PromptItem
+from frugalign.spa import IterateConfig, iterate, judge_round
 
 
 class TableScorer:

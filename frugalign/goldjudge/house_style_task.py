@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from frugalign.bench.tasks import BenchPrompt, BenchTask
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask
 
 #: Longest answer the style guide allows, in words.
 MAX_WORDS = 60

