@@ -79,6 +79,7 @@ class RunConfig:
 
     def validate(self) -> None:
         self.train.validate()
+        self.hybrid.validate()  # before any stage runs, whichever annotator: a bad block is a typo
         if self.train.stop_after is not None:
             raise ConfigError("train.stop_after: the recipe trains to the end (stop early with frugalign train)")
         if self.annotator not in ANNOTATORS:

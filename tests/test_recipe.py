@@ -165,3 +165,12 @@ def test_the_demo_recipe_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):
     assert set(result["rules_initial"]) == set(RULES) == set(result["rules_trained"])
     report = write_run_report(tmp_path / "demo", result).read_text()
     assert "each gold rule" in report and (tmp_path / "demo" / "rules.png").stat().st_size > 1000
+
+
+def test_bad_hybrid_settings_fail_before_any_stage_runs(tmp_path, capsys):
+    from frugalign.cli import main
+
+    out = tmp_path / "never"
+    assert main(["run", f"output_dir={out}", "annotator=hybrid", "hybrid.signals=[vibes]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "signals=['vibes']" in err[0] and not out.exists()
