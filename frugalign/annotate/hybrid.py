@@ -234,6 +234,7 @@ class HybridAnnotator:
         self.settings, self.drsow = settings, drsow
         self.fit_result: HybridFit | None = None
         self.counts: Counter = Counter()
+        self._rest_signals: tuple[list, np.ndarray] | None = None  # the pairs fit() saw unlabelled: scored once
 
     @property
     def stats(self) -> dict:
@@ -264,7 +265,7 @@ class HybridAnnotator:
         """Every pair judged; ``details["gated"]`` marks the ones under the gate (they must not train)."""
         if self.fit_result is None:
             raise ConfigError("fit the hybrid annotator on human labels before annotating")
-        cached = getattr(self, "_rest_signals", None)
+        cached = self._rest_signals
         x = cached[1] if cached and cached[0] == list(pairs) else self._signals(pairs)
         fit, out = self.fit_result, []
         for pair, row, p in zip(pairs, x, fit.p_a(x)):

@@ -105,7 +105,8 @@ def choose_human(pool: Pool, k: int, selection: str, seed: int, gold: Mapping[st
         return sorted(order, key=lambda i: pool.similarity[pool.pairs[i].id])[:k]
     chosen = order[: max(1, k // 2)]
     for r in range(rounds):
-        rest = [i for i in order if i not in set(chosen)]
+        taken = set(chosen)
+        rest = [i for i in order if i not in taken]
         want = (k - len(chosen)) // (rounds - r)
         try:
             ann = _annotator("hybrid", pool)
