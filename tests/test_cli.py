@@ -167,3 +167,15 @@ def test_score_rejects_empty_responses(tmp_path, tiny_dir, capsys):
     pool.write_text(json.dumps({"id": "a", "prompt": "hi", "responses": ["fine", ""]}) + "\n")
     assert main(["score", f"input={pool}", f"output={tmp_path / 's.jsonl'}", f"model={tiny_dir}"]) == 2
     assert "pool.jsonl:1: field 'responses[1]': is empty" in capsys.readouterr().err
+
+
+def test_the_command_line_builds_without_the_gold_judges_checkers():
+    """A labelling or vLLM-only install has no if-verifiable: the CLI must still start (the vLLM venv's case)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['if_verifiable'] = None\n"
+            "from frugalign.cli import build_parser; build_parser()\n"
+            "from frugalign.labeling.gold import load_judge; load_judge('length')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..errors import ConfigError, DataError
-from ..goldjudge.registry import TASK_NAMES as BENCH_TASKS  # one list of gold-judge tasks
 from ..records import PREFERENCES, Annotation, PreferencePair
 from ..weights import confidence_from_p
 from .export import BatchItem, LabelRecord
@@ -136,6 +135,9 @@ def load_judge(spec: str, **kwargs) -> Callable[[PreferencePair], Any]:
         return LengthJudge()
     if spec == "scores":
         return ScoresJudge()
+    # imported here: the gold-judge package needs its checkers (if-verifiable), a labelling install may not
+    from ..goldjudge.registry import TASK_NAMES as BENCH_TASKS
+
     if spec in BENCH_TASKS:
         return BenchJudge(spec, **kwargs)
     if ":" in spec:
