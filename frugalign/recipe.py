@@ -41,7 +41,9 @@ TRAIN_FLAT = ("self_refine_alpha", "loss", "beta", "finetune", "lora_r", "lora_a
 @dataclass
 class RunConfig:
     output_dir: str = "runs/run"
-    task: str = field(default="ifeval", metadata={"help": "gold-judge task: ifeval | sentiment | ifbench"})
+    task: str = field(default="ifeval", metadata={"help": "gold-judge task: ifeval | sentiment | ifbench | house-style"})
+    questions: list = field(default_factory=lambda: ["mtbench", "generic"], metadata={
+        "help": "base-question sources the prompts are drawn from: mtbench | generic | everyday"})
     judge: str | None = field(default=None, metadata={"help": "who labels pairs (default: the task's gold judge); length | module:attr"})
     model: str = DEFAULT_MODEL
     dtype: str = field(default="auto", metadata={"help": "generation/scoring dtype: auto (follows precision) | float32 | bfloat16"})
@@ -85,6 +87,10 @@ class RunConfig:
         if self.annotator not in ANNOTATORS:
             raise ConfigError(f"annotator={self.annotator!r}: expected one of {ANNOTATORS}")
         check_weighting(self.weights)
+        from .goldjudge.questions import SOURCES
+
+        if not self.questions or any(q not in SOURCES for q in self.questions):
+            raise ConfigError(f"questions={self.questions}: expected some of {list(SOURCES)}")
         if self.train_prompts < 2 or self.test_prompts < 1 or self.n < 2:
             raise ConfigError("need train_prompts >= 2, test_prompts >= 1 and n >= 2")
         if self.budget < 0:
@@ -141,7 +147,7 @@ def added_train_settings(cfg: RunConfig) -> dict:
 def stage_prompts(ctx: StageContext, cfg: RunConfig) -> dict:
     from .goldjudge import get_task
 
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, sources=tuple(cfg.questions))
     out = {}
     for split, n in (("train", cfg.train_prompts), ("test", cfg.test_prompts)):
         prompts = task.prompts(n=n, split=split, seed=cfg.seed)
@@ -326,18 +332,26 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
 
 def stage_eval_generate(ctx: StageContext, cfg: RunConfig, which: str) -> dict:
     """Sample test responses from the initial or the trained policy and gold-score them."""
-    from .goldjudge import BenchPrompt, get_task
-
     items = read_pool(ctx.input("prompts", "test.jsonl"))
     spec = cfg.model if which == "initial" else str(ctx.input("train", "model"))
-    pool = _generate(cfg, items, spec, cfg.eval_samples, cfg.eval_temperature, cfg.seed + 7919)
+    pool = gold_scored_samples(cfg, items, spec)
+    write_records(ctx.out / "responses.jsonl", pool)
+    scores = [s for it in pool for s in it.meta["gold"]]
+    return {"mean_gold": sum(scores) / len(scores), "responses": len(scores)}
+
+
+def gold_scored_samples(cfg: RunConfig, items, model_spec: str):
+    """The evaluation samples of ``model_spec`` on ``items`` (test prompts), each with ``meta["gold"]`` scores.
+
+    Same sampling seed for every policy, so initial and trained samples pair up."""
+    from .goldjudge import BenchPrompt, get_task
+
+    pool = _generate(cfg, items, model_spec, cfg.eval_samples, cfg.eval_temperature, cfg.seed + 7919)
     task = get_task(cfg.task)
     for it in pool:
         bp = BenchPrompt.from_dict(it.meta["bench"])
         it.meta["gold"] = [task.score(bp, r) for r in it.responses]
-    write_records(ctx.out / "responses.jsonl", pool)
-    scores = [s for it in pool for s in it.meta["gold"]]
-    return {"mean_gold": sum(scores) / len(scores), "responses": len(scores)}
+    return pool
 
 
 def gold_by_prompt(pool) -> dict[str, list[float]]:
@@ -411,7 +425,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     ev = _settings(cfg, "model", "dtype", "eval_samples", "eval_temperature", "top_p", "max_new_tokens", "seed",
                    "task", "backend")
     return [
-        Stage("prompts", lambda c: stage_prompts(c, cfg), _settings(cfg, "task", "train_prompts", "test_prompts", "seed")),
+        Stage("prompts", lambda c: stage_prompts(c, cfg),
+              {**_settings(cfg, "task", "train_prompts", "test_prompts", "seed"),  # older runs keep their key:
+               **({"questions": cfg.questions} if cfg.questions != RunConfig().questions else {})}),
         Stage("pool", lambda c: stage_pool(c, cfg), gen, ("prompts",)),
         Stage("embed", lambda c: stage_embed(c, cfg),
               _settings(cfg, "embedder", *(("model", "dtype") if cfg.embedder == "policy" else ())), ("pool",)),

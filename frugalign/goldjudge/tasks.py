@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from frugalign.goldjudge.questions import BaseQuestion, questions_for_split
+from frugalign.goldjudge.questions import DEFAULT_SOURCES, SOURCES, BaseQuestion, questions_for_split
 from frugalign.goldjudge.relevance import RelevanceGate
 
 
@@ -94,7 +94,7 @@ class BenchTask:
     def __init__(
         self,
         gate: RelevanceGate | None = None,
-        sources: tuple[str, ...] = ("mtbench", "generic"),
+        sources: tuple[str, ...] = DEFAULT_SOURCES,
         tie_threshold: float | None = None,
         gated: bool = True,
     ):
@@ -138,6 +138,8 @@ class BenchTask:
         if task != self.name:
             raise ValueError(f"prompt {prompt_id!r} belongs to task {task!r}, not {self.name!r}")
         by_id = {q.id: q for q in self.questions("all")}
+        if qid not in by_id:  # drawn from an opt-in source: the id names it
+            by_id = {q.id: q for q in questions_for_split("all", SOURCES)}
         return self.make_prompt(by_id[qid], seed, variant)
 
     def _prompt_id(self, question: BaseQuestion, seed: int, variant: int) -> str:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The fair study (issue 22) in parts, each resumable: rerun the same line and finished arms are skipped.
+# Summaries go to docs/results/ so a part finished on one machine is completed on the next (same CPU kind:
+# the shared pool's fingerprint includes the precision auto chose).
+#   scripts/fair-study.sh house-style 1     # part 1: seed 0 of every method at 10 %
+#   scripts/fair-study.sh house-style 2     # part 2: seeds 1-2 of dpo-seed and hybrid
+#   scripts/fair-study.sh house-style 3     # part 3: hybrid at 3 % and 30 %
+set -euo pipefail
+task=${1:?task: house-style | ifeval}
+part=${2:?part: 1 | 2 | 3}
+py=${PYTHON:-.venv/bin/python}
+common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
+case "$part" in
+  1) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid, dpo-seed, drsow, combined]" ;;
+  2) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid, dpo-seed]" "seeds=[1, 2]" \
+       "method_seeds={dpo-100: [0]}" ;;
+  3) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid]" "budgets=[0.03, 0.3]" \
+       "method_seeds={dpo-100: [0]}" ;;
+  *) echo "part must be 1, 2 or 3" >&2; exit 2 ;;
+esac
