@@ -144,7 +144,8 @@ def _html_table(rows: list[dict], columns) -> str:
 
 
 STUDY_NOTE = ("Win rate: trained policy vs the initial policy on the held-out test split, over every pair of their "
-              "samples of a prompt (ties ½); intervals are 95% bootstrap intervals over test prompts, seeds pooled "
+              "samples of a prompt (ties ½); intervals are 95% bootstrap intervals over test base questions (each "
+              "with all its prompts and samples), seeds pooled "
               "by averaging each prompt's win rate. Differences are paired: the same prompts and initial samples, "
               "resampled together. Agreement: the automatic annotator against gold on the non-tied pairs it labelled.")
 
