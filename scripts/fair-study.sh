@@ -5,9 +5,10 @@
 #   scripts/fair-study.sh house-style 1     # part 1: seed 0 of every method at 10 %
 #   scripts/fair-study.sh house-style 2     # part 2: seeds 1-2 of dpo-seed and hybrid
 #   scripts/fair-study.sh house-style 3     # part 3: hybrid at 3 % and 30 %
+#   scripts/fair-study.sh house-style 4 41  # part 4: DPO-100 at 41 steps (combined's first training + its SPA rounds)
 set -euo pipefail
 task=${1:?task: house-style | ifeval}
-part=${2:?part: 1 | 2 | 3}
+part=${2:?part: 1 | 2 | 3 | 4}
 py=${PYTHON:-.venv/bin/python}
 common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
 case "$part" in
@@ -16,5 +17,7 @@ case "$part" in
        "method_seeds={dpo-100: [0]}" ;;
   3) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid]" "budgets=[0.03, 0.3]" \
        "method_seeds={dpo-100: [0]}" ;;
-  *) echo "part must be 1, 2 or 3" >&2; exit 2 ;;
+  4) steps=${3:?part 4 needs the step count to match}
+     "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "variants={steps$steps: {train.max_steps: $steps}}" ;;
+  *) echo "part must be 1, 2, 3 or 4" >&2; exit 2 ;;
 esac

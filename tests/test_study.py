@@ -153,3 +153,22 @@ def test_matched_steps_every_arm_trains_max_steps_and_combined_adds_spa_rounds(t
     assert set(rounds[0]["prompt_win_rates"]) == set(rows["combined"]["prompt_win_rates"])
     assert 0 <= rows["hybrid"]["kept_fraction"] <= 1
     assert all(p["clusters"] <= p["prompts"] for p in summary["paired"])
+
+
+def test_recipe_frugal_is_the_fair_study_hybrid_arm():
+    """`frugalign run recipe-frugal` must be the arm whose numbers docs/results.md quotes for it."""
+    import dataclasses
+
+    import yaml
+
+    from frugalign.config import build_config, preset_path
+    from frugalign.recipe import RunConfig
+    from frugalign.study import Arm, arm_config
+
+    def settings(cfg):
+        return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"}
+
+    study = build_config(StudyConfig, preset=yaml.safe_load(open(preset_path("study-fair-ifeval"))))
+    arm = arm_config(study, Arm("hybrid", 0.1, "random", 0))
+    recipe_cfg = build_config(RunConfig, preset=yaml.safe_load(open(preset_path("recipe-frugal"))))
+    assert settings(recipe_cfg) == settings(arm)
