@@ -6,9 +6,12 @@ one shared initial-policy evaluation (:mod:`frugalign.paired`), so cells compare
 **paired** on the same test prompts and samples:
 
 * each cell: win rate with a bootstrap interval over test base questions (seeds pooled);
-* each cell against ``dpo-100`` (DPO on every gold label) and against ``dpo-seed``
-  at the same budget and strategy (DPO on the same human labels and nothing else):
-  the win-rate difference with a paired bootstrap interval;
+* each cell against ``dpo-100`` (DPO on every gold label), against ``dpo-seed``
+  at the same budget and strategy (DPO on the same human labels and nothing else),
+  and, when its arms trained for another number of steps than ``dpo-100`` (SPA's
+  rounds), against a ``dpo-100`` variant trained for exactly as many steps
+  (``"baseline": "dpo-100 (same steps)"``): the win-rate difference with a paired
+  bootstrap interval;
 * each cell: the fraction of DPO-100 %'s gain over ½ that it recovers.
 
 ``summary.json`` holds the rows (with their per-prompt win rates), so a study
@@ -56,6 +59,7 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
         raise ConfigError(f"the study's arms were evaluated on different test prompts ({len(a ^ b)} differ, e.g. "
                           f"{sorted(a ^ b)[0]!r}): they cannot be compared paired")
     pooled = {name: pool_seeds([r["prompt_win_rates"] for r in members]) for name, members in groups.items()}
+    same_steps = _full_cells_by_steps(groups)
     cells, paired = [], []
     for name, members in groups.items():
         first = members[0]
@@ -70,14 +74,30 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
             rec = recovered_fraction(pooled[name], pooled[full], seed=seed)
             cell.update(recovered=rec.value, recovered_ci_low=rec.low, recovered_ci_high=rec.high)
         cells.append(cell)
-        for baseline in (full, cell_name(SEED, first["budget"], first["strategy"])):
+        steps = {r.get("steps") for r in members}
+        matched = same_steps.get(steps.pop()) if len(steps) == 1 else None  # DPO-100 at this cell's steps
+        for baseline in dict.fromkeys((full, cell_name(SEED, first["budget"], first["strategy"]), matched)):
             if baseline in pooled and baseline != name:
                 d = paired_difference(pooled[name], pooled[baseline], seed=seed)
-                paired.append({"arm": name, "baseline": baseline.split("-b")[0], "baseline_cell": baseline,
+                label = f"{FULL} (same steps)" if baseline == matched != full else baseline.split("-b")[0]
+                paired.append({"arm": name, "baseline": label, "baseline_cell": baseline,
                                "diff": d.value, "diff_ci_low": d.low, "diff_ci_high": d.high,
                                "seeds": len(members), "prompts": len(pooled[name]),
                                "clusters": len({base_question(k) for k in pooled[name]})})
     return {"cells": cells, "paired": paired}
+
+
+def _full_cells_by_steps(groups: dict[str, list[dict]]) -> dict[int, str]:
+    """Optimizer steps -> a DPO-100 cell (any variant) trained for exactly that many steps in every seed.
+
+    The plain ``dpo-100`` cell wins a tie, so an arm that trains longer than the matched budget (SPA's
+    rounds) is also compared with DPO-100 given the same number of steps."""
+    out: dict[int, str] = {}
+    for name, members in sorted(groups.items(), key=lambda kv: kv[0] != FULL):
+        steps = {r.get("steps") for r in members}
+        if members[0]["method"] == FULL and len(steps) == 1 and None not in steps:
+            out.setdefault(steps.pop(), name)
+    return out
 
 
 def _json_safe(x):

@@ -125,6 +125,22 @@ def test_analysis_compares_each_cell_with_both_baselines():
     assert "recovered" not in cells["dpo-100"] and cell_name("drsow", 0.0, "none") == "drsow-b0"
 
 
+def test_an_arm_that_trains_longer_is_also_compared_with_dpo100_at_its_steps():
+    def row(method, budget, strategy, rates, steps, variant=""):
+        return {"method": method, "budget": budget, "strategy": strategy, "seed": 0, "variant": variant,
+                "human_labels": 10, "steps": steps, "win_rate": 0.5, "prompt_win_rates": rates}
+
+    rows = [row("dpo-100", 1.0, "all", {"a": 1.0, "b": 0.5}, 32),
+            row("dpo-100", 1.0, "all", {"a": 1.0, "b": 1.0}, 41, variant="steps41"),
+            row("hybrid", 0.1, "random", {"a": 0.75, "b": 0.75}, 32),
+            row("combined", 0.1, "random", {"a": 1.0, "b": 0.75}, 41)]
+    pairs = {(p["arm"], p["baseline"], p["baseline_cell"]): p["diff"] for p in analyse(rows)["paired"]}
+    assert pairs == {("dpo-100-steps41", "dpo-100", "dpo-100"): pytest.approx(0.25),
+                     ("hybrid-b0.1-random", "dpo-100", "dpo-100"): pytest.approx(0.0),
+                     ("combined-b0.1-random", "dpo-100", "dpo-100"): pytest.approx(0.125),
+                     ("combined-b0.1-random", "dpo-100 (same steps)", "dpo-100-steps41"): pytest.approx(-0.125)}
+
+
 def test_a_setting_added_after_the_summary_reads_as_its_default():
     from frugalign.pipeline import config_difference
 
