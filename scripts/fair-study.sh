@@ -6,9 +6,11 @@
 #   scripts/fair-study.sh house-style 2     # part 2: seeds 1-2 of dpo-seed and hybrid
 #   scripts/fair-study.sh house-style 3     # part 3: hybrid at 3 % and 30 %
 #   scripts/fair-study.sh house-style 4 41  # part 4: DPO-100 at 41 steps (combined's first training + its SPA rounds)
+#   scripts/fair-study.sh house-style 5     # part 5: seeds 1-2 of DPO-100 (the reference's own training noise)
+#   scripts/fair-study.sh ifeval 6          # part 6: hybrid with Dr.SoW's margin as a fourth signal, seed 0
 set -euo pipefail
 task=${1:?task: house-style | ifeval}
-part=${2:?part: 1 | 2 | 3 | 4}
+part=${2:?part: 1 to 6}
 py=${PYTHON:-.venv/bin/python}
 common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
 case "$part" in
@@ -19,5 +21,8 @@ case "$part" in
        "method_seeds={dpo-100: [0]}" ;;
   4) steps=${3:?part 4 needs the step count to match}
      "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "variants={steps$steps: {train.max_steps: $steps}}" ;;
-  *) echo "part must be 1, 2, 3 or 4" >&2; exit 2 ;;
+  5) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "seeds=[1, 2]" ;;
+  6) "$py" -m frugalign study "${common[@]}" "methods=[hybrid]" \
+       "variants={drsow: {hybrid.signals: [length, unfinished, format, drsow]}}" ;;
+  *) echo "part must be 1 to 6" >&2; exit 2 ;;
 esac
