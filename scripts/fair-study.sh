@@ -4,25 +4,39 @@
 # the shared pool's fingerprint includes the precision auto chose).
 #   scripts/fair-study.sh house-style 1     # part 1: seed 0 of every method at 10 %
 #   scripts/fair-study.sh house-style 2     # part 2: seeds 1-2 of dpo-seed and hybrid
-#   scripts/fair-study.sh house-style 3     # part 3: hybrid at 3 % and 30 %
+#   scripts/fair-study.sh house-style 3     # part 3: hybrid and dpo-seed at 3 % and 30 %
 #   scripts/fair-study.sh house-style 4 41  # part 4: DPO-100 at 41 steps (combined's first training + its SPA rounds)
 #   scripts/fair-study.sh house-style 5     # part 5: seeds 1-2 of DPO-100 (the reference's own training noise)
 #   scripts/fair-study.sh ifeval 6          # part 6: hybrid with Dr.SoW's margin as a fourth signal, seed 0
+#   scripts/fair-study.sh ifeval 7          # part 7: CW-PO's weak judges (MiniLM head; SmolLM2 + LoRA reward head)
+#                                           #   fitted on part 6's 77 human labels, measured against gold (no training)
 set -euo pipefail
 task=${1:?task: house-style | ifeval}
-part=${2:?part: 1 to 6}
+part=${2:?part: 1 to 7}
 py=${PYTHON:-.venv/bin/python}
 common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
 case "$part" in
   1) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid, dpo-seed, drsow, combined]" ;;
   2) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid, dpo-seed]" "seeds=[1, 2]" \
        "method_seeds={dpo-100: [0]}" ;;
-  3) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid]" "budgets=[0.03, 0.3]" \
+  3) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100, hybrid, dpo-seed]" "budgets=[0.03, 0.3]" \
        "method_seeds={dpo-100: [0]}" ;;
   4) steps=${3:?part 4 needs the step count to match}
      "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "variants={steps$steps: {train.max_steps: $steps}}" ;;
   5) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "seeds=[1, 2]" ;;
   6) "$py" -m frugalign study "${common[@]}" "methods=[hybrid]" \
        "variants={drsow: {hybrid.signals: [length, unfinished, format, drsow]}}" ;;
-  *) echo "part must be 1 to 6" >&2; exit 2 ;;
+  7) arm=runs/study-fair-$task/arms/hybrid-b0.1-random-s0-drsow   # part 6's arm: seed 0's 10 % random labels
+     [ -d "$arm/select" ] || { echo "part 7 reads part 6's arm directory $arm: run part 6 first" >&2; exit 2; }
+     out=runs/study-fair-$task/weak-judge; mkdir -p "$out" docs/results/weak-judge
+     for backbone in minilm smollm2-135m-instruct; do
+       /usr/bin/time -f "$backbone: %e s" "$py" -m frugalign annotate --method weak-judge \
+         --labels "$arm/label/human.jsonl" --label-pairs "$arm/select/human_pairs.jsonl" \
+         --input "$arm/select/rest_pairs.jsonl" --judge.backbone "$backbone" --output "$out/$backbone.jsonl"
+       "$py" -m frugalign eval annotations --annotations "$out/$backbone.jsonl" \
+         --reference "$arm/label/gold_rest.jsonl" --output "docs/results/weak-judge/$task-$backbone.json"
+     done
+     "$py" -m frugalign eval annotations --annotations "$arm/annotate/gated.jsonl" \
+       --reference "$arm/label/gold_rest.jsonl" --output "docs/results/weak-judge/$task-hybrid+drsow-ungated.json" ;;
+  *) echo "part must be 1 to 7" >&2; exit 2 ;;
 esac

@@ -61,6 +61,23 @@ def test_bt_training_reduces_loss_and_ranks_unseen_pairs():
         assert a.p_a == pytest.approx(p) and a.confidence == pytest.approx(2 * (max(p, 1 - p) - 0.5))
 
 
+def test_micro_batches_accumulate_to_the_full_batch_gradient():
+    # One step of 16 pairs in one pass or in micro-batches of 3 (uneven on purpose) must give the same
+    # gradient; only memory differs. (Weights after AdamW are not compared: Adam's normalisation blows
+    # float-rounding differences in near-zero gradients up to ±lr.)
+    pairs, labels = toy_set(16)
+    grads = []
+    for micro in (16, 3):
+        judge = WeakJudge(WeakJudgeSettings(micro_batch=micro), encoder=toy_encoder)
+        params = [p for p in judge.net.parameters() if p.requires_grad]
+        judge._accumulate_step(list(zip(pairs, [a.preferred for a in labels])), torch.optim.SGD(params, lr=0.0))
+        grads.append(torch.cat([p.grad.flatten() for p in params]))
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)
+    with pytest.raises(ConfigError, match="micro_batch"):
+        WeakJudgeSettings(micro_batch=0).validate()
+
+
 def test_early_stopping_keeps_the_best_epoch():
     pairs, labels = toy_set(30)
     judge = WeakJudge(WeakJudgeSettings(epochs=200, lr=5e-2, holdout=0.3, patience=2), encoder=toy_encoder)
