@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,19 @@ def test_learns_from_labels_labels_the_rest_and_is_symmetric():
     swapped = [PreferencePair(p.id + "s", p.prompt, p.response_b, p.response_a, prompt_id=p.prompt_id) for p in rest]
     for a, b in zip(out, ann.annotate(swapped)):
         assert a.p_a == pytest.approx(1 - b.p_a)
+
+
+def test_an_open_gate_on_few_labels_warns_and_on_many_does_not():
+    def fit(n: int):
+        human = _pairs(n)
+        labels = [Annotation(p.id, "A" if p.response_a == FINISHED else "B", 1.0, 1.0, "human") for p in human]
+        return HybridAnnotator(HybridSettings(min_agreement=0.75)).fit(human, labels, _pairs(8, start=500))
+
+    with pytest.warns(UserWarning, match="opened on only 12 non-tied human labels"):
+        assert fit(12).threshold <= 1.0  # the gate is open: the warning is about an open gate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit(40).threshold <= 1.0
 
 
 def test_signals_are_differences_and_bad_settings_fail_in_one_line():
