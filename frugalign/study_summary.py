@@ -76,10 +76,14 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
         cells.append(cell)
         steps = {r.get("steps") for r in members}
         matched = same_steps.get(steps.pop()) if len(steps) == 1 else None  # DPO-100 at this cell's steps
-        for baseline in dict.fromkeys((full, cell_name(SEED, first["budget"], first["strategy"]), matched)):
+        # a variant is also compared with the same method, budget and strategy without it (what it changed)
+        plain = cell_name(first["method"], first["budget"], first["strategy"]) if first.get("variant") else None
+        for baseline in dict.fromkeys((full, cell_name(SEED, first["budget"], first["strategy"]), matched, plain)):
             if baseline in pooled and baseline != name:
                 d = paired_difference(pooled[name], pooled[baseline], seed=seed)
-                label = f"{FULL} (same steps)" if baseline == matched != full else baseline.split("-b")[0]
+                label = (f"{FULL} (same steps)" if baseline == matched != full
+                         else f"{first['method']} without {first['variant']}" if baseline == plain != full
+                         else baseline.split("-b")[0])
                 paired.append({"arm": name, "baseline": label, "baseline_cell": baseline,
                                "diff": d.value, "diff_ci_low": d.low, "diff_ci_high": d.high,
                                "seeds": len(members), "prompts": len(pooled[name]),

@@ -7,7 +7,7 @@
 #   scripts/fair-study.sh house-style 3     # part 3: hybrid and dpo-seed at 3 % and 30 %
 #   scripts/fair-study.sh house-style 4 41  # part 4: DPO-100 at 41 steps (combined's first training + its SPA rounds)
 #   scripts/fair-study.sh house-style 5     # part 5: seeds 1-2 of DPO-100 (the reference's own training noise)
-#   scripts/fair-study.sh ifeval 6          # part 6: hybrid with Dr.SoW's margin as a fourth signal, seed 0
+#   scripts/fair-study.sh ifeval 6          # part 6: hybrid with Dr.SoW's margin as a fourth signal (seed 0; '6 "1, 2"': seeds 1-2)
 #   scripts/fair-study.sh ifeval 7          # part 7: CW-PO's weak judges (MiniLM head; SmolLM2 + LoRA reward head)
 #                                           #   fitted on part 6's 77 human labels, measured against gold (no training)
 set -euo pipefail
@@ -24,7 +24,7 @@ case "$part" in
   4) steps=${3:?part 4 needs the step count to match}
      "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "variants={steps$steps: {train.max_steps: $steps}}" ;;
   5) "$py" -m frugalign study "${common[@]}" "methods=[dpo-100]" "seeds=[1, 2]" ;;
-  6) "$py" -m frugalign study "${common[@]}" "methods=[hybrid]" \
+  6) "$py" -m frugalign study "${common[@]}" "methods=[hybrid]" "seeds=[${3:-0}]" \
        "variants={drsow: {hybrid.signals: [length, unfinished, format, drsow]}}" ;;
   7) arm=runs/study-fair-$task/arms/hybrid-b0.1-random-s0-drsow   # part 6's arm: seed 0's 10 % random labels
      [ -d "$arm/select" ] || { echo "part 7 reads part 6's arm directory $arm: run part 6 first" >&2; exit 2; }
@@ -36,7 +36,8 @@ case "$part" in
        "$py" -m frugalign eval annotations --annotations "$out/$backbone.jsonl" \
          --reference "$arm/label/gold_rest.jsonl" --output "docs/results/weak-judge/$task-$backbone.json"
      done
-     "$py" -m frugalign eval annotations --annotations "$arm/annotate/gated.jsonl" \
+     cat "$arm/annotate/auto.jsonl" "$arm/annotate/gated.jsonl" > "$out/hybrid+drsow-all.jsonl"   # kept + gated
+     "$py" -m frugalign eval annotations --annotations "$out/hybrid+drsow-all.jsonl" \
        --reference "$arm/label/gold_rest.jsonl" --output "docs/results/weak-judge/$task-hybrid+drsow-ungated.json" ;;
   *) echo "part must be 1 to 7" >&2; exit 2 ;;
 esac

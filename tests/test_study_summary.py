@@ -141,6 +141,20 @@ def test_an_arm_that_trains_longer_is_also_compared_with_dpo100_at_its_steps():
                      ("combined-b0.1-random", "dpo-100 (same steps)", "dpo-100-steps41"): pytest.approx(-0.125)}
 
 
+def test_a_variant_is_also_compared_with_its_method_without_the_variant():
+    def row(method, budget, strategy, rates, variant=""):
+        return {"method": method, "budget": budget, "strategy": strategy, "seed": 0, "variant": variant,
+                "human_labels": 10, "steps": 32, "win_rate": 0.5, "prompt_win_rates": rates}
+
+    rows = [row("dpo-100", 1.0, "all", {"a": 1.0, "b": 0.5}),
+            row("hybrid", 0.1, "random", {"a": 0.75, "b": 0.75}),
+            row("hybrid", 0.1, "random", {"a": 1.0, "b": 1.0}, variant="drsow")]
+    pairs = {(p["arm"], p["baseline"], p["baseline_cell"]): p["diff"] for p in analyse(rows)["paired"]}
+    assert pairs == {("hybrid-b0.1-random", "dpo-100", "dpo-100"): pytest.approx(0.0),
+                     ("hybrid-b0.1-random-drsow", "dpo-100", "dpo-100"): pytest.approx(0.25),
+                     ("hybrid-b0.1-random-drsow", "hybrid without drsow", "hybrid-b0.1-random"): pytest.approx(0.25)}
+
+
 def test_a_setting_added_after_the_summary_reads_as_its_default():
     from frugalign.pipeline import config_difference
 
