@@ -76,14 +76,16 @@ def analyse(rows: list[dict], *, seed: int = 0) -> dict:
         cells.append(cell)
         steps = {r.get("steps") for r in members}
         matched = same_steps.get(steps.pop()) if len(steps) == 1 else None  # DPO-100 at this cell's steps
-        # a variant is also compared with the same method, budget and strategy without it (what it changed)
+        # Baselines, each with its label: DPO-100, DPO on the same labels, DPO-100 at this cell's steps, and for
+        # a variant the same method without it. Later keys win where two are one cell (DPO-100 keeps its name).
+        seed_cell = cell_name(SEED, first["budget"], first["strategy"])
         plain = cell_name(first["method"], first["budget"], first["strategy"]) if first.get("variant") else None
-        for baseline in dict.fromkeys((full, cell_name(SEED, first["budget"], first["strategy"]), matched, plain)):
+        baselines = {plain: f"{first['method']} without {first.get('variant')}", matched: f"{FULL} (same steps)",
+                     seed_cell: SEED, full: FULL}
+        for baseline in dict.fromkeys((full, seed_cell, matched, plain)):
             if baseline in pooled and baseline != name:
                 d = paired_difference(pooled[name], pooled[baseline], seed=seed)
-                label = (f"{FULL} (same steps)" if baseline == matched != full
-                         else f"{first['method']} without {first['variant']}" if baseline == plain != full
-                         else baseline.split("-b")[0])
+                label = baselines[baseline]
                 paired.append({"arm": name, "baseline": label, "baseline_cell": baseline,
                                "diff": d.value, "diff_ci_low": d.low, "diff_ci_high": d.high,
                                "seeds": len(members), "prompts": len(pooled[name]),
