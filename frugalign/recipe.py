@@ -25,6 +25,7 @@ from .pipeline import RunDir, RunLock, Stage, StageContext
 from .precision import resolve_dtype_name, resolve_precision
 from .records import Annotation, PromptItem
 from .train import NON_MATH, TrainSettings
+from .validation import ValidationSettings, stage_validate, trained_model
 from .weights import WEIGHTINGS, check_weighting
 
 # Who labels the pairs humans did not: nobody, the gold judge (the 100 %-labels baseline) or an
@@ -72,6 +73,8 @@ class RunConfig:
         TrainSettings, "training (frugalign.train.TrainSettings); this recipe's defaults suit a ~100M model",
         legacy=TRAIN_FLAT, finetune="lora", lr=2e-4, epochs=3.0, batch_size=4, micro_batch_size=None, max_length=320,
         gradient_checkpointing=False, tensorboard=False, save_every=4)
+    validation: ValidationSettings = block(ValidationSettings, "how many steps to keep, chosen on validation prompts "
+                                                               "(frugalign.validation; off by default)")
     eval_samples: int = 2
     eval_temperature: float = 0.7
     progress: bool = True
@@ -82,6 +85,7 @@ class RunConfig:
     def validate(self) -> None:
         self.train.validate()
         self.hybrid.validate()  # before any stage runs, whichever annotator: a bad block is a typo
+        self.validation.validate()
         if self.train.stop_after is not None:
             raise ConfigError("train.stop_after: the recipe trains to the end (stop early with frugalign train)")
         if self.annotator not in ANNOTATORS:
@@ -320,11 +324,16 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
     write_records(ctx.out / "train.jsonl", rows)
     # Training resumes from its own checkpoints, so it works outside the stage's temp dir.
     work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
-    tcfg = TrainConfig(**dataclasses.asdict(cfg.train), data=str(ctx.out / "train.jsonl"), output_dir=str(work),
+    settings = dataclasses.asdict(cfg.train)
+    if cfg.validation.every:  # the candidates the validate stage chooses from
+        settings["snapshot_every"] = cfg.validation.every
+    tcfg = TrainConfig(**settings, data=str(ctx.out / "train.jsonl"), output_dir=str(work),
                        model=cfg.model, weights="column", overflow="truncate", seed=cfg.seed, progress=cfg.progress,
                        device="cpu" if resolve_device(cfg.device) == "cpu" else "auto")
     summary = train(tcfg)
     shutil.move(str(work / "final"), str(ctx.out / "model"))
+    if (work / "snapshots").is_dir():
+        shutil.move(str(work / "snapshots"), str(ctx.out / "snapshots"))
     shutil.copy(work / "metrics.jsonl", ctx.out / "metrics.jsonl") if (work / "metrics.jsonl").exists() else None
     shutil.rmtree(work, ignore_errors=True)
     return {"train_rows": len(rows), **join, **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
@@ -333,20 +342,21 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
 def stage_eval_generate(ctx: StageContext, cfg: RunConfig, which: str) -> dict:
     """Sample test responses from the initial or the trained policy and gold-score them."""
     items = read_pool(ctx.input("prompts", "test.jsonl"))
-    spec = cfg.model if which == "initial" else str(ctx.input("train", "model"))
+    spec = cfg.model if which == "initial" else trained_model(ctx)
     pool = gold_scored_samples(cfg, items, spec)
     write_records(ctx.out / "responses.jsonl", pool)
     scores = [s for it in pool for s in it.meta["gold"]]
     return {"mean_gold": sum(scores) / len(scores), "responses": len(scores)}
 
 
-def gold_scored_samples(cfg: RunConfig, items, model_spec: str):
-    """The evaluation samples of ``model_spec`` on ``items`` (test prompts), each with ``meta["gold"]`` scores.
+def gold_scored_samples(cfg: RunConfig, items, model_spec: str, samples: int | None = None):
+    """The evaluation samples of ``model_spec`` on ``items`` (test or validation prompts), each with ``meta["gold"]``.
 
-    Same sampling seed for every policy, so initial and trained samples pair up."""
+    Same sampling seed for every policy, so initial and trained samples pair up. ``samples``: per prompt
+    (default ``eval_samples``)."""
     from .goldjudge import BenchPrompt, get_task
 
-    pool = _generate(cfg, items, model_spec, cfg.eval_samples, cfg.eval_temperature, cfg.seed + 7919)
+    pool = _generate(cfg, items, model_spec, samples or cfg.eval_samples, cfg.eval_temperature, cfg.seed + 7919)
     task = get_task(cfg.task)
     for it in pool:
         bp = BenchPrompt.from_dict(it.meta["bench"])
@@ -441,10 +451,15 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                **({"hybrid": dataclasses.asdict(cfg.hybrid)} if cfg.annotator == "hybrid" else {})},
               ("select", "label")),
         Stage("train", lambda c: stage_train(c, cfg),
-              {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg)},
+              {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg),
+               **({"snapshot_every": cfg.validation.every} if cfg.validation.every else {})},
               ("select", "label", "annotate")),
+        *([Stage("validate", lambda c: stage_validate(c, cfg, gold_scored_samples),
+                 {**ev, "validation": dataclasses.asdict(cfg.validation), "questions": cfg.questions},
+                 ("prompts", "train"))] if cfg.validation.every else []),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
-        Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train")),
+        Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev,
+              ("prompts", "train", *(("validate",) if cfg.validation.every else ()))),
         Stage("evaluate", lambda c: stage_evaluate(c, cfg), {**_settings(cfg, "task", "seed"), "win_rate": "all-sample-pairs"},
               ("eval_initial", "eval_trained", "label")),
     ]
@@ -463,6 +478,8 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
     annotate = run.summary("annotate")
     result.update({k: v for k, v in annotate.items() if k != "annotated"})
     result["auto_labels"] = annotate.get("annotated", 0)
+    if chosen := run.summary("validate"):  # validation.every: the step the test split evaluated
+        result["chosen_step"] = f"{chosen['chosen_step']} of {chosen['steps_trained']}"
     result["recipe"] = cfg.describe()
     result["precision"] = cfg.train.precision
     return result

@@ -22,6 +22,7 @@ ROWS = [
     ("gold_initial", "mean gold score, initial policy", "{:.3f}"),
     ("gold_trained", "mean gold score, trained policy", "{:.3f}"),
     ("win_rate", "gold win rate, trained vs initial (ties ½)", "{:.3f}"),
+    ("chosen_step", "optimizer steps kept (chosen on validation)", "{}"),
     ("test_questions", "test base questions (the interval's clusters)", "{:.0f}"),
     ("canned_reply_baseline", "canned format-stuffed reply (gated)", "{:.3f}"),
     ("canned_reply_ungated", "canned reply without the relevance gate", "{:.3f}"),
@@ -101,7 +102,8 @@ STUDY_COLUMNS = [
     ("arm", "arm", "{}"), ("human_labels", "human labels", "{:.0f}"), ("human_ties", "of them ties", "{:.0f}"),
     ("win_rate", "gold win rate vs initial [95% CI]", "{:.3f}"), ("gold_trained", "mean gold (trained)", "{:.3f}"),
     ("agreement_with_gold", "annotator agreement", "{:.3f}"), ("kept_fraction", "kept by the gate", "{:.2f}"),
-    ("steps", "optimizer steps", "{:.0f}"), ("seconds", "seconds", "{:.0f}"),
+    ("steps", "optimizer steps", "{:.0f}"), ("steps_trained", "steps trained (validation chose)", "{:.0f}"),
+    ("seconds", "seconds", "{:.0f}"),
 ]
 CELL_COLUMNS = [
     ("cell", "method, budget, strategy", "{}"), ("human_labels", "human labels", "{:.0f}"),

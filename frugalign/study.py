@@ -36,6 +36,10 @@ Methods (``methods``):
 Matched training: set ``train.max_steps`` and every arm's first training takes exactly
 that many optimizer steps (small label sets are cycled); SPA's rounds keep their own
 one-epoch schedule. Each row records its ``steps`` (first training + SPA rounds).
+With ``validation.every`` set as well, every arm trains those steps, keeps a model every
+``every`` steps, and evaluates the one that scores best on validation prompts
+(:mod:`frugalign.validation`): early stopping, the same candidates for every arm. The
+row's ``steps`` is then the chosen step, ``steps_trained`` the steps run.
 
 Seeds: the shared pool and the initial-policy evaluation use ``seed``; each arm's
 ``seeds`` entry drives its selection, training and trained-policy sampling.
@@ -73,6 +77,7 @@ from .study_summary import (
     write_summary,
 )
 from .train import NON_MATH
+from .validation import trained_model
 
 METHODS = {
     # method: (RunConfig overrides, uses budget, uses strategy)
@@ -248,7 +253,7 @@ def stage_spa(ctx: StageContext, cfg: RunConfig, study: StudyConfig) -> dict:
     spa = study.spa
     rounds = {f.name: getattr(spa, f.name) for f in dataclasses.fields(RoundSettings)}
     # max_steps matches the arms' first training; a round is SPA's own schedule (spa.epochs)
-    icfg = IterateConfig(**rounds, prompts=str(ctx.out / "prompts.jsonl"), policy=str(ctx.input("train", "model")),
+    icfg = IterateConfig(**rounds, prompts=str(ctx.out / "prompts.jsonl"), policy=trained_model(ctx),
                          output_dir=str(work), init_model=cfg.model, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                          generation_batch_size=cfg.gen_batch_size, seed=cfg.seed, progress=cfg.progress,
                          train=dataclasses.replace(cfg.train, epochs=spa.epochs, self_refine_alpha=spa.alpha,
@@ -323,8 +328,9 @@ def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa:
     if spa:
         i = [s.name for s in stages].index("train")
         spa_settings = spa_stage_settings(cfg, study)
-        stages.insert(i + 1, Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings,
-                                   ("prompts", "select", "train", "eval_initial")))
+        chosen = ("validate",) if cfg.validation.every else ()  # SPA starts from the step validation chose
+        stages.insert(i + 1 + len(chosen), Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings,
+                                                 ("prompts", "select", "train", "eval_initial", *chosen)))
         k = [s.name for s in stages].index("eval_trained")
         orig = stages[k]
 
@@ -366,10 +372,13 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "kept_fraction")
     labels = run.summary("label")
     train = run.summary("train")
+    chosen = run.summary("validate")  # steps chosen on validation prompts (validation.every), if any
     return {"arm": arm.name, "task": cfg.task, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy,
             "seed": arm.seed, "variant": arm.variant, "human_labels": result.get("human_labels", 0),
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
-            "steps": (train.get("steps") or 0) + rounds.get("spa_steps", 0),
+            "steps": (chosen.get("chosen_step") or train.get("steps") or 0) + rounds.get("spa_steps", 0),
+            **({"steps_trained": train.get("steps"), "validation_mean_gold": chosen["validation_mean_gold"],
+                "validation_responses": chosen["validation_responses"]} if chosen else {}),
             **({"spa": {k: v for k, v in rounds.items()
                         if k in ("spa_pairs", "spa_steps", "rounds", "round_win_rates", *keep)}}
                if spa else {}),

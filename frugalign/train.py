@@ -40,7 +40,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import MetricsLog, load_checkpoint, save_checkpoint, save_final
+from .checkpoints import MetricsLog, load_checkpoint, save_checkpoint, save_final, save_snapshot
 from .data import file_digest, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
@@ -68,7 +68,7 @@ from .precision import autocast, resolve_precision
 
 # Settings that do not change the numbers a run produces (may differ on resume).
 NON_MATH = {"output_dir", "resume", "progress", "save_every", "keep_checkpoints", "tensorboard", "stop_after", "threads",
-            "trunk_cache_gb"}
+            "trunk_cache_gb", "snapshot_every"}
 
 
 @dataclass
@@ -118,6 +118,8 @@ class TrainSettings:
     lm_head_chunk: int = 256
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: only when stopping early)"})
     keep_checkpoints: int = 1
+    snapshot_every: int = field(default=0, metadata={"help": "also save a loadable model every N steps "
+                                                             "(snapshots/step-N; 0: only the final one)"})
     stop_after: int | None = field(default=None, metadata={"help": "stop (with a checkpoint) after N steps in this call"})
     tensorboard: bool = True
     threads: int | None = None
@@ -133,6 +135,7 @@ class TrainSettings:
             (self.beta > 0 and self.noise_lambda >= 0 and self.checkpoint_every >= 1, "need beta > 0, noise_lambda >= 0, checkpoint_every >= 1"),
             (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.lora_layers >= 0 and self.trunk_cache_gb >= 0, "need lora_layers >= 0 and trunk_cache_gb >= 0"),
+            (self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -494,6 +497,8 @@ def _train(cfg: TrainConfig, model, tokenizer) -> dict:
         done = step + 1
         stopping = cfg.stop_after is not None and done - run.start_step >= cfg.stop_after
         kill_point(f"train:step:{done}")
+        if cfg.snapshot_every and done < run.total_steps and done % cfg.snapshot_every == 0:
+            save_snapshot(run, done)
         if done < run.total_steps and (stopping or (cfg.save_every and done % cfg.save_every == 0)):
             save_checkpoint(run, done)
             kill_point(f"train:checkpoint:{done}")

@@ -10,9 +10,13 @@
 #   scripts/fair-study.sh ifeval 6          # part 6: hybrid with Dr.SoW's margin as a fourth signal (seed 0; '6 "1, 2"': seeds 1-2)
 #   scripts/fair-study.sh ifeval 7          # part 7: CW-PO's weak judges (MiniLM head; SmolLM2 + LoRA reward head)
 #                                           #   fitted on part 6's 77 human labels, measured against gold (no training)
+#   scripts/fair-study.sh ifeval 8 0        # part 8: steps chosen on validation prompts (every arm keeps its best of
+#                                           #   steps 8/16/24/32; frugalign.validation), seed 0 of DPO-100, dpo-seed and
+#                                           #   hybrid + Dr.SoW's margin at 10 %, in their own summary (…-validated.json)
+#   scripts/fair-study.sh ifeval 8 0 0.03   #   the same at another budget
 set -euo pipefail
 task=${1:?task: house-style | ifeval}
-part=${2:?part: 1 to 7}
+part=${2:?part: 1 to 8}
 py=${PYTHON:-.venv/bin/python}
 common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
 case "$part" in
@@ -39,5 +43,11 @@ case "$part" in
      cat "$arm/annotate/auto.jsonl" "$arm/annotate/gated.jsonl" > "$out/hybrid+drsow-all.jsonl"   # kept + gated
      "$py" -m frugalign eval annotations --annotations "$out/hybrid+drsow-all.jsonl" \
        --reference "$arm/label/gold_rest.jsonl" --output "docs/results/weak-judge/$task-hybrid+drsow-ungated.json" ;;
-  *) echo "part must be 1 to 7" >&2; exit 2 ;;
+  8) seed=${3:?part 8 needs a seed}; budget=${4:-0.1}
+     validated=(study-fair-"$task" summary=docs/results/study-fair-"$task"-validated.json validation.every=8
+                "seeds=[$seed]" "budgets=[$budget]")
+     "$py" -m frugalign study "${validated[@]}" "methods=[dpo-100, dpo-seed]"
+     "$py" -m frugalign study "${validated[@]}" "methods=[hybrid]" \
+       "variants={drsow: {hybrid.signals: [length, unfinished, format, drsow]}}" ;;
+  *) echo "part must be 1 to 8" >&2; exit 2 ;;
 esac

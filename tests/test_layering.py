@@ -14,7 +14,7 @@ LAYERS = [
     ("models and scoring", ["models", "chat", "logprobs", "losses", "generate", "backends", "distributed", "packing",
                             "checkpoints", "scoring"]),
     ("methods", ["selection", "annotate", "labeling", "goldjudge", "evaluate"]),
-    ("training", ["train", "spa"]),
+    ("training", ["train", "spa", "validation"]),
     ("recipes", ["recipe", "study", "study_summary", "report"]),
     ("interface", ["commands", "cli", "__main__", ""]),
 ]

@@ -1,0 +1,126 @@
+"""Steps chosen on validation prompts: snapshots that do not perturb training, the choice, the wiring."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import build_model
+from test_recipe import tiny_cfg
+from test_study import tiny_study
+from test_train import config, toy_rows
+
+import frugalign.recipe as recipe
+from frugalign.errors import ConfigError
+from frugalign.goldjudge import get_task
+from frugalign.recipe import run_recipe
+from frugalign.report import results_table_text
+from frugalign.study import run_study
+from frugalign.validation import VALIDATION_SEED, ValidationSettings, best_step, validation_prompts
+
+
+def test_best_step_takes_the_highest_score_and_a_tie_goes_to_fewer_steps():
+    assert best_step({8: 0.50, 16: 0.61, 24: 0.58, 32: 0.55}) == 16
+    assert best_step({8: 0.6, 16: 0.6, 32: 0.4}) == 8
+    assert best_step({32: 0.1}) == 32
+    with pytest.raises(ConfigError):
+        best_step({})
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_snapshots_are_the_model_at_their_step_and_do_not_change_the_run(tiny_tokenizer, tmp_path, finetune):
+    from transformers import AutoModelForCausalLM
+
+    kw = dict(max_steps=4, finetune=finetune, lr=5e-2 if finetune == "lora" else 5e-3)
+    plain = config(tmp_path, toy_rows(), name="plain", **kw)
+    train_plain = train_and_load(plain, tiny_tokenizer)
+    snap = config(tmp_path, toy_rows(), name="snap", snapshot_every=2, **kw)
+    train_snapped = train_and_load(snap, tiny_tokenizer)
+    assert sorted(p.name for p in (tmp_path / "snap" / "snapshots").iterdir()) == ["step-000002"]  # not the last step
+    for a, b in zip(train_plain.parameters(), train_snapped.parameters()):
+        assert torch.equal(a, b)  # saving a snapshot left the training numbers alone
+    # the snapshot is the model after step 2: a run stopped at step 2 (max_steps=4 keeps the schedule) holds it
+    early = config(tmp_path, toy_rows(), name="early", stop_after=2, **kw)
+    from frugalign.train import train
+
+    train(early, build_model(tiny_tokenizer), tiny_tokenizer)
+    at2 = AutoModelForCausalLM.from_pretrained(str(tmp_path / "snap" / "snapshots" / "step-000002"))
+    from safetensors.torch import load_file
+
+    state = load_file(str(next((tmp_path / "early" / "checkpoints").glob("step-*")) / "trainable.safetensors"))
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        moved = not torch.allclose(at2(ids).logits, train_snapped(ids).logits)
+    assert moved  # step 2 is not the final model
+    if finetune == "full":
+        named = dict(at2.named_parameters())
+        assert all(torch.allclose(named[k], v, atol=1e-6) for k, v in state.items())
+    else:
+        assert state and all("lora_" in k for k in state)  # LoRA: the snapshot is merged; the checkpoint its adapter
+        assert (tmp_path / "snap" / "snapshots" / "step-000002" / "adapter").is_dir()
+
+
+def train_and_load(cfg, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from frugalign.train import train
+
+    summary = train(cfg, build_model(tokenizer), tokenizer)
+    return AutoModelForCausalLM.from_pretrained(summary["final_model"])
+
+
+def test_validation_prompts_are_new_variants_of_training_questions_only():
+    items = validation_prompts("ifeval", ("mtbench", "generic", "everyday"), 40, pool_seed=0)
+    task = get_task("ifeval", sources=("mtbench", "generic", "everyday"))
+    train_q = {q.id for q in task.questions("train")}
+    test_q = {q.id for q in task.questions("test")}
+    asked = {it.meta["bench"]["question_id"] for it in items}
+    assert len(items) == 40 and asked <= train_q and not asked & test_q
+    pool_ids = {p.id for p in task.prompts(n=256, split="train", seed=0)}
+    assert not pool_ids & {it.id for it in items}
+    with pytest.raises(ConfigError, match="validation prompts' seed"):
+        validation_prompts("ifeval", ("mtbench",), 4, pool_seed=VALIDATION_SEED)
+
+
+@pytest.mark.parametrize("bad", [dict(every=-1), dict(prompts=0), dict(samples=0)])
+def test_bad_validation_settings_are_one_line_errors(bad):
+    with pytest.raises(ConfigError, match="validation: need"):
+        ValidationSettings(**bad).validate()
+
+
+def test_the_recipe_evaluates_the_step_validation_chose(tmp_path, tiny_dir, monkeypatch):
+    """validation.every=1 on a 3-step run: candidates 1, 2, 3; a scorer that prefers step 2 makes it the model
+    the test evaluation samples, and the choice (with its cost) is recorded."""
+    real = recipe.gold_scored_samples
+    sampled = []
+
+    def scored(cfg, items, model, samples=None):
+        pool = real(cfg, items, model, samples)
+        sampled.append((model, len(items), samples))
+        if samples:  # validation: step 2 wins
+            for it in pool:
+                it.meta["gold"] = [1.0 if model.endswith("step-000002") else 0.5 for _ in it.responses]
+        return pool
+
+    monkeypatch.setattr(recipe, "gold_scored_samples", scored)
+    cfg = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=3), validation=dict(every=1, prompts=3, samples=1))
+    result = run_recipe(cfg, log=lambda m: None)
+    assert result["chosen_step"] == "2 of 3" and "2 of 3" in results_table_text(result)
+    choice = json.loads((tmp_path / "run" / "validate" / "choice.json").read_text())
+    assert choice["chosen_step"] == 2 and choice["steps_trained"] == 3
+    assert choice["model"] == "snapshots/step-000002" and choice["validation_responses"] == 3 * 1 * 3
+    assert set(choice["validation_mean_gold"]) == {"1", "2", "3"}
+    validated = [m for m, _, k in sampled if k == 1]
+    assert [m.rsplit("/", 1)[-1] for m in validated] == ["step-000001", "step-000002", "model"]
+    evaluated = [m for m, n, k in sampled if k is None and "run/train" in m]
+    assert evaluated == [str(tmp_path / "run" / "train" / "snapshots" / "step-000002")]
+
+
+def test_a_study_row_records_the_chosen_step_and_the_steps_trained(tmp_path, tiny_dir):
+    cfg = tiny_study(tmp_path, tiny_dir, methods=["dpo-100", "dpo-seed"], validation=dict(every=1, prompts=2, samples=1))
+    cfg.train.max_steps = 2
+    rows = run_study(cfg, log=lambda m: None)["arms"]
+    for row in rows:
+        assert row["steps_trained"] == 2 and row["steps"] in (1, 2)
+        assert set(row["validation_mean_gold"]) == {"1", "2"} and row["validation_responses"] == 2 * 1 * 2
