@@ -31,7 +31,7 @@ def cells(path: str) -> tuple[dict[str, dict[int, dict]], str]:
 def compare(first: str, second: str, seed: int = 0) -> list[dict]:
     a, fa = cells(first)
     b, fb = cells(second)
-    if fa != fb:
+    if fa is None or fa != fb:
         raise SystemExit(f"{first} and {second} were made on different shared pools: nothing pairs")
     rows = []
     for name, by_seed in b.items():

@@ -123,18 +123,20 @@ def save_snapshot(run, step: int) -> Path:
     """``snapshots/step-N``: the model as it is at step N, loadable like ``final`` (validation picks one).
 
     Training goes on with the live model: LoRA is merged on a copy, so the run's numbers do not change."""
+    return _save_loadable(run, Path(run.cfg.output_dir) / "snapshots" / f"step-{step:06d}", run.policy, live=True)
+
+
+def _save_loadable(run, final: Path, model, live: bool = False) -> Path:
+    """``live``: the model goes on training (merge a copy, restore its config)."""
     import copy
 
-    model = copy.deepcopy(run.policy) if run.cfg.finetune == "lora" else run.policy
-    return _save_loadable(run, Path(run.cfg.output_dir) / "snapshots" / f"step-{step:06d}", model, restore_cache=True)
-
-
-def _save_loadable(run, final: Path, model, restore_cache: bool = False) -> Path:
     acc = run.accelerator
     tmp = final.with_name(f".{final.name}.tmp")
     acc.wait_for_everyone()
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        if live and run.cfg.finetune == "lora":  # one copy, on the main process only
+            model = copy.deepcopy(model)
         use_cache = model.config.use_cache
         with quiet_weight_io():
             if run.cfg.finetune == "lora":
@@ -143,7 +145,7 @@ def _save_loadable(run, final: Path, model, restore_cache: bool = False) -> Path
             model.config.use_cache = True
             model.save_pretrained(str(tmp), safe_serialization=True)
             run.tokenizer.save_pretrained(str(tmp))
-        if restore_cache:  # the live model keeps training without a KV cache
+        if live:  # the live model keeps training without a KV cache
             model.config.use_cache = use_cache
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

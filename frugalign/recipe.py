@@ -455,7 +455,8 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                **({"snapshot_every": cfg.validation.every} if cfg.validation.every else {})},
               ("select", "label", "annotate")),
         *([Stage("validate", lambda c: stage_validate(c, cfg, gold_scored_samples),
-                 {**ev, "validation": dataclasses.asdict(cfg.validation), "questions": cfg.questions},
+                 {**ev, "validation": dataclasses.asdict(cfg.validation), "questions": cfg.questions,
+                  "held_out": "questions"},
                  ("prompts", "train"))] if cfg.validation.every else []),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
         Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev,
@@ -478,7 +479,7 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
     annotate = run.summary("annotate")
     result.update({k: v for k, v in annotate.items() if k != "annotated"})
     result["auto_labels"] = annotate.get("annotated", 0)
-    if chosen := run.summary("validate"):  # validation.every: the step the test split evaluated
+    if cfg.validation.every and (chosen := run.summary("validate")):  # the step the test split evaluated
         result["chosen_step"] = f"{chosen['chosen_step']} of {chosen['steps_trained']}"
     result["recipe"] = cfg.describe()
     result["precision"] = cfg.train.precision

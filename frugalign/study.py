@@ -372,12 +372,13 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     keep = ("agreement_with_gold", "agreement_n", "kappa", "ece", "kept_fraction")
     labels = run.summary("label")
     train = run.summary("train")
-    chosen = run.summary("validate")  # steps chosen on validation prompts (validation.every), if any
+    chosen = run.summary("validate") if acfg.validation.every else {}  # a manifest keeps an earlier run's
     return {"arm": arm.name, "task": cfg.task, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy,
             "seed": arm.seed, "variant": arm.variant, "human_labels": result.get("human_labels", 0),
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
             "steps": (chosen.get("chosen_step") or train.get("steps") or 0) + rounds.get("spa_steps", 0),
-            **({"steps_trained": train.get("steps"), "validation_mean_gold": chosen["validation_mean_gold"],
+            **({"steps_trained": (train.get("steps") or 0) + rounds.get("spa_steps", 0),
+                "validation_mean_gold": chosen["validation_mean_gold"],
                 "validation_responses": chosen["validation_responses"]} if chosen else {}),
             **({"spa": {k: v for k, v in rounds.items()
                         if k in ("spa_pairs", "spa_steps", "rounds", "round_win_rates", *keep)}}

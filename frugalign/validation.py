@@ -5,11 +5,12 @@ pairs are half an epoch of 768 gold labels and six epochs of 44 human ones, and 
 small label set cycled that long teaches the policy its few pairs' surface (stacked
 format markers) instead of the preference. So the train stage also saves the model
 every ``every`` steps, and the ``validate`` stage samples each candidate on
-*validation prompts* -- new constraint variants of the training base questions,
-never a test question, never a prompt of the pool -- scores them with the task's
-gold judge and keeps the step with the best mean score. The test split informs
-nothing; every arm (DPO-100 included) gets the same candidates and the same
-validation prompts, and what the validation cost is recorded with the choice.
+*validation prompts* -- held out by base question: questions of the training
+split that the pool did not use, so never a test question and never a question
+the policy was trained on -- scores them with the task's gold judge and keeps the
+step with the best mean score. The test split informs nothing; every arm
+(DPO-100 included) gets the same candidates and the same validation prompts, and
+what the validation cost is recorded with the choice.
 
     frugalign run ... validation.every=8      # candidates: steps 8, 16, 24 and the last
 """
@@ -23,8 +24,7 @@ from .data import read_pool, write_json
 from .errors import ConfigError
 from .pipeline import StageContext
 
-# The validation prompts' seed: fixed, so every arm and every run sees the same prompts. Their ids carry it
-# (``task/question/s<seed>v<variant>``), which keeps them apart from the pool's prompts (the run's seed).
+# The validation prompts' seed (their order and constraints): fixed, so every arm sees the same prompts.
 VALIDATION_SEED = 104729
 CHOICE_FILE = "choice.json"
 
@@ -34,7 +34,8 @@ class ValidationSettings:
     """Early stopping on validation prompts (off when ``every`` is 0: the last step's model is evaluated)."""
 
     every: int = field(default=0, metadata={"help": "candidate models every N optimizer steps (and the last); 0: off"})
-    prompts: int = field(default=64, metadata={"help": "validation prompts (new variants of the training questions)"})
+    prompts: int = field(default=64, metadata={"help": "validation prompts (training-split questions the pool "
+                                                          "did not use)"})
     samples: int = field(default=2, metadata={"help": "responses sampled per validation prompt and candidate"})
 
     def validate(self) -> None:
@@ -43,16 +44,21 @@ class ValidationSettings:
                               f"prompts={self.prompts}, samples={self.samples}")
 
 
-def validation_prompts(task_name: str, sources: tuple[str, ...], n: int, pool_seed: int):
-    """``n`` prompts on the training split's base questions, drawn with :data:`VALIDATION_SEED`."""
+def validation_prompts(task_name: str, sources: tuple[str, ...], n: int, used_questions: set[str]):
+    """``n`` prompts on training-split base questions not in ``used_questions`` (the pool's), one per question."""
+    import random
+
     from .goldjudge import get_task
     from .records import PromptItem
 
-    if pool_seed == VALIDATION_SEED:
-        raise ConfigError(f"seed={VALIDATION_SEED} is the validation prompts' seed: choose another seed")
     task = get_task(task_name, sources=sources)
-    return [PromptItem(p.id, p.prompt, meta={"bench": p.to_dict()})
-            for p in task.prompts(n=n, split="train", seed=VALIDATION_SEED)]
+    free = [q for q in task.questions("train") if q.id not in used_questions]
+    if len(free) < n:
+        raise ConfigError(f"validation.prompts={n}, but only {len(free)} training-split questions are not in the pool: "
+                          "lower validation.prompts or train_prompts")
+    random.Random(f"{task_name}|{VALIDATION_SEED}|validation").shuffle(free)
+    prompts = [task.make_prompt(q, VALIDATION_SEED, 0) for q in free[:n]]
+    return [PromptItem(p.id, p.prompt, meta={"bench": p.to_dict()}) for p in prompts]
 
 
 def candidates(train_dir: Path, steps: int) -> list[tuple[int, Path]]:
@@ -73,10 +79,8 @@ def stage_validate(ctx: StageContext, cfg, gold_scored_samples) -> dict:
 
     ``gold_scored_samples(cfg, items, model, samples)``: the recipe's gold-scored sampling, with the same seed
     for every candidate, so they compare paired."""
-    train_ids = {it.id for it in read_pool(ctx.input("prompts", "train.jsonl"))}
-    items = validation_prompts(cfg.task, tuple(cfg.questions), cfg.validation.prompts, cfg.seed)
-    if clash := train_ids & {it.id for it in items}:
-        raise ConfigError(f"validation prompt {sorted(clash)[0]} is also a training prompt")
+    used = {it.meta["bench"]["question_id"] for it in read_pool(ctx.input("prompts", "train.jsonl"))}
+    items = validation_prompts(cfg.task, tuple(cfg.questions), cfg.validation.prompts, used)
     train_dir = ctx.inputs["train"]
     steps = ctx.run.summary("train").get("steps") or 0
     scores: dict[int, float] = {}
