@@ -373,11 +373,12 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     labels = run.summary("label")
     train = run.summary("train")
     chosen = run.summary("validate") if acfg.validation.every else {}  # a manifest keeps an earlier run's
+    spa_steps = rounds.get("spa_steps", 0)
     return {"arm": arm.name, "task": cfg.task, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy,
             "seed": arm.seed, "variant": arm.variant, "human_labels": result.get("human_labels", 0),
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
-            "steps": (chosen.get("chosen_step") or train.get("steps") or 0) + rounds.get("spa_steps", 0),
-            **({"steps_trained": (train.get("steps") or 0) + rounds.get("spa_steps", 0),
+            "steps": (chosen.get("chosen_step") or train.get("steps") or 0) + spa_steps,
+            **({"steps_trained": (train.get("steps") or 0) + spa_steps,
                 "validation_mean_gold": chosen["validation_mean_gold"],
                 "validation_responses": chosen["validation_responses"]} if chosen else {}),
             **({"spa": {k: v for k, v in rounds.items()

@@ -83,13 +83,13 @@ def stage_validate(ctx: StageContext, cfg, gold_scored_samples) -> dict:
     items = validation_prompts(cfg.task, tuple(cfg.questions), cfg.validation.prompts, used)
     train_dir = ctx.inputs["train"]
     steps = ctx.run.summary("train").get("steps") or 0
+    models = dict(candidates(train_dir, steps))
     scores: dict[int, float] = {}
-    for step, model in candidates(train_dir, steps):
+    for step, model in models.items():
         gold = [s for it in gold_scored_samples(cfg, items, str(model), cfg.validation.samples) for s in it.meta["gold"]]
         scores[step] = sum(gold) / len(gold)
     chosen = best_step(scores)
-    model = dict(candidates(train_dir, steps))[chosen]
-    choice = {"chosen_step": chosen, "steps_trained": steps, "model": str(model.relative_to(train_dir)),
+    choice = {"chosen_step": chosen, "steps_trained": steps, "model": str(models[chosen].relative_to(train_dir)),
               "validation_mean_gold": {str(k): v for k, v in scores.items()},
               "validation_prompts": len(items), "validation_responses": len(items) * cfg.validation.samples * len(scores)}
     write_json(ctx.out / CHOICE_FILE, choice)
