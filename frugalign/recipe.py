@@ -455,7 +455,9 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                **({"snapshot_every": cfg.validation.every} if cfg.validation.every else {})},
               ("select", "label", "annotate")),
         *([Stage("validate", lambda c: stage_validate(c, cfg, gold_scored_samples),
-                 {**ev, "validation": dataclasses.asdict(cfg.validation), "questions": cfg.questions,
+                 {**ev, "validation": {k: v for k, v in dataclasses.asdict(cfg.validation).items()  # older runs
+                                       if k != "include_initial" or v},  # keep their identity
+                  "questions": cfg.questions,
                   "held_out": "questions"},
                  ("prompts", "train"))] if cfg.validation.every else []),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),

@@ -13,6 +13,7 @@ step with the best mean score. The test split informs nothing; every arm
 what the validation cost is recorded with the choice.
 
     frugalign run ... validation.every=8      # candidates: steps 8, 16, 24 and the last
+    frugalign run ... validation.every=8 validation.include_initial=true   # and step 0, the model it started from
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class ValidationSettings:
     prompts: int = field(default=64, metadata={"help": "validation prompts (training-split questions the pool "
                                                           "did not use)"})
     samples: int = field(default=2, metadata={"help": "responses sampled per validation prompt and candidate"})
+    include_initial: bool = field(default=False, metadata={"help": "the untrained policy is a candidate too (step "
+                                                                    "0): kept when no training step beats it"})
 
     def validate(self) -> None:
         if self.every < 0 or self.prompts < 1 or self.samples < 1:
@@ -83,13 +86,17 @@ def stage_validate(ctx: StageContext, cfg, gold_scored_samples) -> dict:
     items = validation_prompts(cfg.task, tuple(cfg.questions), cfg.validation.prompts, used)
     train_dir = ctx.inputs["train"]
     steps = ctx.run.summary("train").get("steps") or 0
-    models = dict(candidates(train_dir, steps))
+    models: dict[int, Path | str] = dict(candidates(train_dir, steps))
+    if cfg.validation.include_initial:  # step 0: the policy as it started (a spec, not a file of this run)
+        models = {0: cfg.model, **models}
     scores: dict[int, float] = {}
     for step, model in models.items():
         gold = [s for it in gold_scored_samples(cfg, items, str(model), cfg.validation.samples) for s in it.meta["gold"]]
         scores[step] = sum(gold) / len(gold)
     chosen = best_step(scores)
-    choice = {"chosen_step": chosen, "steps_trained": steps, "model": str(models[chosen].relative_to(train_dir)),
+    model = None if chosen == 0 else str(Path(models[chosen]).relative_to(train_dir))
+    choice = {"chosen_step": chosen, "steps_trained": steps, "model": model,
+              **({"initial_model": cfg.model} if chosen == 0 else {}),
               "validation_mean_gold": {str(k): v for k, v in scores.items()},
               "validation_prompts": len(items), "validation_responses": len(items) * cfg.validation.samples * len(scores)}
     write_json(ctx.out / CHOICE_FILE, choice)
@@ -103,4 +110,6 @@ def trained_model(ctx: StageContext) -> str:
     import json
 
     choice = json.loads(ctx.input("validate", CHOICE_FILE).read_text())
+    if choice["chosen_step"] == 0:  # no training step beat the policy it started from
+        return choice["initial_model"]
     return str(ctx.input("train", choice["model"]))

@@ -128,3 +128,36 @@ def test_a_study_row_records_the_chosen_step_and_the_steps_trained(tmp_path, tin
     for row in rows:
         assert row["steps_trained"] == 2 and row["steps"] in (1, 2)
         assert set(row["validation_mean_gold"]) == {"1", "2"} and row["validation_responses"] == 2 * 1 * 2
+
+
+def test_the_untrained_policy_is_kept_when_no_step_beats_it(tmp_path, tiny_dir, monkeypatch):
+    """validation.include_initial: step 0 (the model the run started from) is a candidate; when it scores best,
+    the test evaluation samples that model and the choice says so."""
+    real = recipe.gold_scored_samples
+    validated, evaluated = [], []
+
+    def scored(cfg, items, model, samples=None):
+        pool = real(cfg, items, model, samples)
+        (validated if samples else evaluated).append(model)
+        if samples:  # validation: every trained step scores under the initial policy
+            for it in pool:
+                it.meta["gold"] = [0.9 if model == cfg.model else 0.4 for _ in it.responses]
+        return pool
+
+    monkeypatch.setattr(recipe, "gold_scored_samples", scored)
+    cfg = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=2),
+                   validation=dict(every=1, prompts=2, samples=1, include_initial=True))
+    result = run_recipe(cfg, log=lambda m: None)
+    choice = json.loads((tmp_path / "run" / "validate" / "choice.json").read_text())
+    assert validated[0] == cfg.model and len(validated) == 3  # step 0, then steps 1 and 2
+    assert choice["chosen_step"] == 0 and choice["model"] is None and choice["initial_model"] == cfg.model
+    assert set(choice["validation_mean_gold"]) == {"0", "1", "2"} and choice["validation_responses"] == 2 * 1 * 3
+    assert result["chosen_step"] == "0 of 2"
+    assert evaluated == [cfg.model, cfg.model]  # the test split: the initial policy, then the "trained" one
+
+
+def test_include_initial_leaves_an_older_runs_validation_identity_alone(tmp_path, tiny_dir):
+    stages = {s.name: s for s in recipe.build_stages(tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1)))}
+    assert "include_initial" not in stages["validate"].settings["validation"]
+    on = tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1, include_initial=True))
+    assert {s.name: s for s in recipe.build_stages(on)}["validate"].settings["validation"]["include_initial"] is True
