@@ -120,10 +120,38 @@ def save_final(run) -> Path:
 
 
 def save_snapshot(run, step: int) -> Path:
-    """``snapshots/step-N``: the model as it is at step N, loadable like ``final`` (validation picks one).
+    """``snapshots/step-N``: the model as it is at step N, for :func:`frugalign.models.load_model` (validation
+    picks one).
 
-    Training goes on with the live model: LoRA is merged on a copy, so the run's numbers do not change."""
-    return _save_loadable(run, Path(run.cfg.output_dir) / "snapshots" / f"step-{step:06d}", run.policy, live=True)
+    LoRA on a base model loaded by name saves the adapter alone, naming that base: megabytes instead of a
+    merged copy of the model (1.6 GB for a 135M model's three candidates, 40 GB for a 7B's). Otherwise the
+    model is saved whole; with LoRA it is merged on a copy, so training goes on and its numbers do not change."""
+    target = Path(run.cfg.output_dir) / "snapshots" / f"step-{step:06d}"
+    base = getattr(run.policy, "name_or_spec", None) if run.cfg.finetune == "lora" else None
+    if base:
+        return _save_adapter(run, target, base)
+    return _save_loadable(run, target, run.policy, live=True)
+
+
+def _save_adapter(run, target: Path, base: str) -> Path:
+    """The live LoRA adapter (PEFT's layout), its ``base_model_name_or_path`` the spec the base was loaded from."""
+    acc = run.accelerator
+    tmp = target.with_name(f".{target.name}.tmp")
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        peft_config = run.policy.peft_config["default"]
+        recorded, peft_config.base_model_name_or_path = peft_config.base_model_name_or_path, base
+        try:
+            with quiet_weight_io():
+                run.policy.save_pretrained(str(tmp))
+                run.tokenizer.save_pretrained(str(tmp))
+        finally:
+            peft_config.base_model_name_or_path = recorded
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    acc.wait_for_everyone()
+    return target
 
 
 def _save_loadable(run, final: Path, model, live: bool = False) -> Path:

@@ -142,14 +142,17 @@ def materialized_dir(name: str) -> Path:
 # ---------------------------------------------------------------- loading
 @dataclass(frozen=True)
 class ModelSource:
-    kind: str            # embedded | dir | gguf | hub
+    kind: str            # embedded | dir | adapter | gguf | hub
     path: str            # directory, repo id, or GGUF file's directory
     gguf_file: str | None = None
     name: str = ""       # what the user asked for (for caches and messages)
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
 def resolve_source(spec: str) -> ModelSource:
-    """Classify a model spec: embedded name, local dir, ``.gguf`` file, or hub id."""
+    """Classify a model spec: embedded name, local dir, PEFT adapter dir, ``.gguf`` file, or hub id."""
     if spec in EMBEDDED:
         return ModelSource("embedded", spec, name=spec)
     p = Path(spec).expanduser()
@@ -158,9 +161,12 @@ def resolve_source(spec: str) -> ModelSource:
             raise ModelLoadError(f"GGUF file not found: {spec}")
         return ModelSource("gguf", str(p.parent), p.name, name=spec)
     if p.is_dir():
-        if not (p / "config.json").exists():
-            raise ModelLoadError(f"{spec}: directory has no config.json (not a transformers model)")
-        return ModelSource("dir", str(p), name=spec)
+        if (p / "config.json").exists():
+            return ModelSource("dir", str(p), name=spec)
+        if (p / ADAPTER_CONFIG).exists():
+            return ModelSource("adapter", str(p), name=spec)
+        raise ModelLoadError(f"{spec}: directory has neither config.json nor {ADAPTER_CONFIG} "
+                             "(not a transformers model or a PEFT adapter)")
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"model path does not exist: {spec}")
     if "/" not in spec:
@@ -218,8 +224,9 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
     """Load ``(model, tokenizer)``; the model is in eval mode on ``device``.
 
     ``spec`` is an embedded default name, a local transformers directory, a
-    ``.gguf`` file, or a hub id (online only). ``trust_remote_code`` stays off
-    unless asked for.
+    PEFT LoRA adapter directory (its ``base_model_name_or_path`` is any of these;
+    the adapter is merged in), a ``.gguf`` file, or a hub id (online only).
+    ``trust_remote_code`` stays off unless asked for.
     """
     _check_device(device)
     torch_dtype = resolve_dtype(dtype, device)
@@ -227,7 +234,9 @@ def load_model(spec: str = DEFAULT_MODEL, *, dtype: str | torch.dtype = "float32
     with quiet_weight_io():
         if src.kind == "embedded":
             src = ModelSource("dir", str(materialized_dir(spec)), name=spec)
-        if src.kind == "gguf":
+        if src.kind == "adapter":
+            model, tok = _load_adapter(src, torch_dtype, device, trust_remote_code, tokenizer_only)
+        elif src.kind == "gguf":
             model, tok = _load_gguf(Path(src.path) / src.gguf_file, torch_dtype, device, tokenizer_only)
         else:
             model, tok = _load_pretrained(src, torch_dtype, device, trust_remote_code, tokenizer_only)
@@ -252,6 +261,49 @@ def resolve_device(device: str) -> str:
 def _check_device(device: str) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but no CUDA GPU is available")
+
+
+def _load_adapter(src: ModelSource, dtype, device, trust_remote_code: bool, tokenizer_only: bool):
+    """A LoRA adapter directory (training's snapshots): its base model, the adapter merged in float32, then cast."""
+    import json
+
+    base = json.loads((Path(src.path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"{src.name}: {ADAPTER_CONFIG} names no base_model_name_or_path")
+    own_tokenizer = (Path(src.path) / "tokenizer_config.json").exists()
+    if tokenizer_only:
+        return None, (_load_pretrained(src, dtype, device, trust_remote_code, True)[1] if own_tokenizer
+                      else load_model(base, trust_remote_code=trust_remote_code, tokenizer_only=True))
+    model, tok = load_model(base, dtype=torch.float32, device=device, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    try:
+        with peft_quietly():
+            model = PeftModel.from_pretrained(model, src.path).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"cannot load adapter {src.name!r} onto {base!r}: {first_line(e)}") from None
+    if own_tokenizer:
+        tok = _load_pretrained(src, dtype, device, trust_remote_code, True)[1]
+    return model.to(dtype), tok
+
+
+@contextlib.contextmanager
+def model_directory(spec: str):
+    """A transformers directory holding ``spec`` for engines that load weights themselves (vLLM):
+    an embedded default's copy, a directory as it is, an adapter merged into a temporary one."""
+    src = resolve_source(spec)
+    if src.kind == "embedded":
+        yield str(materialized_dir(spec))
+    elif src.kind == "adapter":
+        model, tok = load_model(spec)
+        with tempfile.TemporaryDirectory(prefix="frugalign-merged-") as tmp:
+            with quiet_weight_io():
+                model.save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
+            del model
+            yield tmp
+    else:
+        yield str(Path(src.path) / src.gguf_file) if src.kind == "gguf" else src.path
 
 
 def _load_gguf(path: Path, dtype, device, tokenizer_only: bool = False):
@@ -300,13 +352,20 @@ def model_identity(model) -> str:
     return getattr(model, "name_or_spec", None) or getattr(model.config, "_name_or_path", "") or "model"
 
 
-def add_lora(model, lora_config):
-    """peft's ``get_peft_model``, without the FutureWarning peft 0.21 raises by reading the
-    renamed ``is_gradient_checkpointing`` (frugalign's own calls use transformers 5's names)."""
+@contextlib.contextmanager
+def peft_quietly():
+    """Without the FutureWarning peft 0.21 raises by reading the renamed ``is_gradient_checkpointing``
+    (frugalign's own calls use transformers 5's names)."""
     import warnings
-
-    from peft import get_peft_model
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+def add_lora(model, lora_config):
+    """peft's ``get_peft_model``, quietly."""
+    from peft import get_peft_model
+
+    with peft_quietly():
         return get_peft_model(model, lora_config)

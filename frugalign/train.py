@@ -118,8 +118,8 @@ class TrainSettings:
     lm_head_chunk: int = 256
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps (0: only when stopping early)"})
     keep_checkpoints: int = 1
-    snapshot_every: int = field(default=0, metadata={"help": "also save a loadable model every N steps "
-                                                             "(snapshots/step-N; 0: only the final one)"})
+    snapshot_every: int = field(default=0, metadata={"help": "also save the model every N steps (snapshots/"
+                                                             "step-N; LoRA: the adapter; 0: only the final one)"})
     stop_after: int | None = field(default=None, metadata={"help": "stop (with a checkpoint) after N steps in this call"})
     tensorboard: bool = True
     threads: int | None = None

@@ -62,6 +62,46 @@ def test_snapshots_are_the_model_at_their_step_and_do_not_change_the_run(tiny_to
         assert all(torch.allclose(adapter[k.replace(".default", "")], v, atol=1e-6) for k, v in state.items())
 
 
+def test_a_lora_snapshot_of_a_named_base_is_the_adapter_alone_and_loads_as_the_step_model(tmp_path, tiny_dir):
+    """LoRA on a model loaded by spec: snapshots hold the adapter (no merged copy); load_model merges it onto the
+    base the adapter names, giving the model a run that stopped at that step saves (constant lr: same steps)."""
+    from frugalign.models import load_model
+    from frugalign.train import train
+
+    kw = dict(finetune="lora", lr=5e-2, lr_schedule="constant", model=tiny_dir)
+    train(config(tmp_path, toy_rows(), name="snap", max_steps=4, snapshot_every=2, **kw))
+    train(config(tmp_path, toy_rows(), name="two", max_steps=2, **kw))
+    snapshot = tmp_path / "snap" / "snapshots" / "step-000002"
+    assert (snapshot / "adapter_config.json").exists() and not (snapshot / "config.json").exists()
+    assert json.loads((snapshot / "adapter_config.json").read_text())["base_model_name_or_path"] == tiny_dir
+    at2, tok = load_model(str(snapshot))
+    two, _ = load_model(str(tmp_path / "two" / "final"))
+    initial, _ = load_model(tiny_dir)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        assert torch.allclose(at2(ids).logits, two(ids).logits, atol=1e-5)
+        assert not torch.allclose(at2(ids).logits, initial(ids).logits, atol=1e-3)  # the adapter was applied
+    assert tok.pad_token_id is not None
+
+
+def test_an_adapter_becomes_a_directory_for_engines_that_load_weights(tmp_path, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    from frugalign.models import load_model, model_directory
+    from frugalign.train import train
+
+    train(config(tmp_path, toy_rows(), name="snap", max_steps=2, snapshot_every=1, finetune="lora", lr=5e-2,
+                 model=tiny_dir))
+    snapshot = str(tmp_path / "snap" / "snapshots" / "step-000001")
+    with model_directory(snapshot) as path:
+        merged = AutoModelForCausalLM.from_pretrained(path)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, load_model(snapshot)[0](ids).logits, atol=1e-6)
+    with model_directory(tiny_dir) as path:
+        assert path == tiny_dir
+
+
 def train_and_load(cfg, tokenizer):
     from transformers import AutoModelForCausalLM
 

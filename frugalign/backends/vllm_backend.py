@@ -87,29 +87,29 @@ class VLLMBackend:
     def from_model(cls, spec: str, *, tokenizer=None, dtype: str = "bfloat16", seed: int = 0,
                    gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
                    **engine_options) -> VLLMBackend:
-        """Load a vLLM engine for an embedded name, a local directory, a ``.gguf`` file or a hub id."""
+        """Load a vLLM engine for an embedded name, a local directory, a LoRA adapter directory (merged into a
+        temporary copy), a ``.gguf`` file or a hub id."""
         check_vllm_usable()
         import torch
         import vllm
 
-        from ..models import EMBEDDED, load_tokenizer, materialized_dir, resolve_dtype
+        from ..models import load_tokenizer, model_directory, resolve_dtype
 
         on_cpu = not torch.cuda.is_available()
         if on_cpu:  # vLLM's CPU build: no graph capture to wait for (start-up 20 s instead of minutes)
             engine_options.setdefault("enforce_eager", True)
         dtype = str(resolve_dtype(dtype, "cpu" if on_cpu else "cuda")).removeprefix("torch.")  # auto: as frugalign
 
-        path = str(materialized_dir(spec)) if spec in EMBEDDED else str(Path(spec).expanduser()) \
-            if Path(spec).expanduser().exists() else spec
         tokenizer = tokenizer or load_tokenizer(spec)
-        try:
-            engine = vllm.LLM(model=path, tokenizer=path if Path(path).is_dir() else None,
-                              dtype=dtype, seed=seed,
-                              gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                              **engine_options)
-        except Exception as e:  # vLLM's errors are long, multi-process tracebacks: one line + the log
-            raise ModelLoadError(f"vLLM could not start an engine for {spec!r}: {type(e).__name__}: "
-                                 f"{first_line(e)[:300]} (full error: {_write_engine_log(e)})") from None
+        with model_directory(spec) as path:  # the engine reads the weights while it starts
+            try:
+                engine = vllm.LLM(model=path, tokenizer=path if Path(path).is_dir() else None,
+                                  dtype=dtype, seed=seed,
+                                  gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                                  **engine_options)
+            except Exception as e:  # vLLM's errors are long, multi-process tracebacks: one line + the log
+                raise ModelLoadError(f"vLLM could not start an engine for {spec!r}: {type(e).__name__}: "
+                                     f"{first_line(e)[:300]} (full error: {_write_engine_log(e)})") from None
         return cls(engine, tokenizer)
 
     # ------------------------------------------------------------ generation
