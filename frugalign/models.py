@@ -32,6 +32,7 @@ import torch
 
 from .data import cache_dir
 from .errors import ConfigError, ModelLoadError, first_line
+from .packing import decoder_layers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -369,3 +370,19 @@ def add_lora(model, lora_config):
 
     with peft_quietly():
         return get_peft_model(model, lora_config)
+
+
+def lora_targets(model, target: str, top_layers: int = 0) -> str | list[str]:
+    """PEFT ``target_modules``: ``all-linear`` or names, restricted to the top ``top_layers`` layers when > 0."""
+    names = None if target == "all-linear" else {t.strip() for t in target.split(",") if t.strip()}
+    if not top_layers:
+        return target if names is None else sorted(names)
+    layers = decoder_layers(model)
+    if layers is None:
+        raise ConfigError("lora_layers needs a decoder with a uniform list of layers; use lora_layers=0")
+    upper = {id(m) for layer in list(layers)[-top_layers:] for m in layer.modules()}
+    found = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and id(m) in upper
+             and (names is None or name.rsplit(".", 1)[-1] in names)]
+    if not found:
+        raise ConfigError(f"lora_target={target!r} matches no linear layer in the top {top_layers} layers")
+    return found

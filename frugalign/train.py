@@ -45,7 +45,7 @@ from .data import file_digest, write_json, write_records
 from .errors import ConfigError
 from .faults import kill_point
 from .losses import SelfRefinement, get_loss, implicit_margin, recent_window, reduce_losses, reduction_denominator
-from .models import DEFAULT_MODEL, add_lora, load_model
+from .models import DEFAULT_MODEL, add_lora, load_model, lora_targets
 from .packing import (
     REF_COLUMNS,
     Example,
@@ -54,7 +54,6 @@ from .packing import (
     build_examples,
     cache_trunks,
     collate,
-    decoder_layers,
     first_trainable_layer,
     mixed_logps,
     precompute_reference,
@@ -199,22 +198,6 @@ def prepare_model(cfg: TrainConfig, model):
                                                  task_type="CAUSAL_LM"))
     model.train()
     return model
-
-
-def lora_targets(model, target: str, top_layers: int = 0) -> str | list[str]:
-    """PEFT ``target_modules``: ``all-linear`` or names, restricted to the top ``top_layers`` layers when > 0."""
-    names = None if target == "all-linear" else {t.strip() for t in target.split(",") if t.strip()}
-    if not top_layers:
-        return target if names is None else sorted(names)
-    layers = decoder_layers(model)
-    if layers is None:
-        raise ConfigError("lora_layers needs a decoder with a uniform list of layers; use lora_layers=0")
-    upper = {id(m) for layer in list(layers)[-top_layers:] for m in layer.modules()}
-    found = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and id(m) in upper
-             and (names is None or name.rsplit(".", 1)[-1] in names)]
-    if not found:
-        raise ConfigError(f"lora_target={target!r} matches no linear layer in the top {top_layers} layers")
-    return found
 
 
 def run_identity(cfg: TrainConfig) -> dict:

@@ -10,9 +10,10 @@ from conftest import build_model
 
 from frugalign.data import write_records
 from frugalign.errors import ConfigError
+from frugalign.models import lora_targets
 from frugalign.packing import PairLogProbs, build_examples, cache_trunks, collate, first_trainable_layer, trunk_states
 from frugalign.records import TrainingRow
-from frugalign.train import TrainConfig, lora_targets, prepare_model, train
+from frugalign.train import TrainConfig, prepare_model, train
 
 ROWS = [TrainingRow("Write a poem about the sea.", "Waves and salt.", "I cannot help with that request."),
         TrainingRow("Give me a list.", "* first item\n* second item", "No."),
