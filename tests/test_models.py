@@ -35,7 +35,19 @@ def test_bad_specs_are_one_line(spec, msg):
 
 
 def test_dir_without_config(tmp_path):
-    with pytest.raises(ModelLoadError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match="neither config.json nor adapter_config.json"):
+        load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("adapter_config, message", [
+    ({"peft_type": "LORA"}, "names no base_model_name_or_path"),
+    ({"peft_type": "LORA", "base_model_name_or_path": "/nowhere/base"}, "model path does not exist: /nowhere/base"),
+])
+def test_an_adapter_dir_with_no_usable_base_is_a_one_line_error(tmp_path, adapter_config, message):
+    import json
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(adapter_config))
+    with pytest.raises(ModelLoadError, match=message):
         load_model(str(tmp_path))
 
 
