@@ -128,8 +128,9 @@ def save_snapshot(run, step: int) -> Path:
     model is saved whole; with LoRA it is merged on a copy, so training goes on and its numbers do not change."""
     target = Path(run.cfg.output_dir) / "snapshots" / f"step-{step:06d}"
     base = getattr(run.policy, "name_or_spec", None) if run.cfg.finetune == "lora" else None
-    if base:
-        return _save_adapter(run, target, base)
+    if base:  # a local path absolute, so the adapter loads from any working directory
+        return _save_adapter(run, target, str(Path(base).expanduser().resolve()) if Path(base).expanduser().exists()
+                             else base)
     return _save_loadable(run, target, run.policy, live=True)
 
 
@@ -144,7 +145,7 @@ def _save_adapter(run, target: Path, base: str) -> Path:
         recorded, peft_config.base_model_name_or_path = peft_config.base_model_name_or_path, base
         try:
             with quiet_weight_io():
-                run.policy.save_pretrained(str(tmp))
+                run.policy.save_pretrained(str(tmp), save_embedding_layers=False)  # "auto" asks the hub about base
                 run.tokenizer.save_pretrained(str(tmp))
         finally:
             peft_config.base_model_name_or_path = recorded

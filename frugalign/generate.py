@@ -66,7 +66,8 @@ class GenerateConfig:
 
     input: str = field(default="", metadata={"help": "prompts or pool (.jsonl/.json/.parquet): id, prompt[, system, domain]"})
     output: str = field(default="", metadata={"help": "pool file to write"})
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "embedded name, local dir, .gguf file or hub id"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "embedded name, local dir, LoRA adapter dir, "
+                                                                ".gguf file or hub id"})
     n: int = 4
     temperature: float = 0.7
     top_p: float = 1.0

@@ -289,14 +289,14 @@ def _load_adapter(src: ModelSource, dtype, device, trust_remote_code: bool, toke
 
 
 @contextlib.contextmanager
-def model_directory(spec: str):
+def model_directory(spec: str, dtype: str | torch.dtype = "float32"):
     """A transformers directory holding ``spec`` for engines that load weights themselves (vLLM):
-    an embedded default's copy, a directory as it is, an adapter merged into a temporary one."""
+    an embedded default's copy, a directory as it is, an adapter merged into a temporary one in ``dtype``."""
     src = resolve_source(spec)
     if src.kind == "embedded":
         yield str(materialized_dir(spec))
     elif src.kind == "adapter":
-        model, tok = load_model(spec)
+        model, tok = load_model(spec, dtype=dtype)
         with tempfile.TemporaryDirectory(prefix="frugalign-merged-") as tmp:
             with quiet_weight_io():
                 model.save_pretrained(tmp, safe_serialization=True)

@@ -377,7 +377,7 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
     return {"arm": arm.name, "task": cfg.task, "method": arm.method, "budget": arm.budget, "strategy": arm.strategy,
             "seed": arm.seed, "variant": arm.variant, "human_labels": result.get("human_labels", 0),
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
-            "steps": (chosen.get("chosen_step") or train.get("steps") or 0) + spa_steps,
+            "steps": (chosen["chosen_step"] if chosen else train.get("steps") or 0) + spa_steps,  # 0: the initial
             **({"steps_trained": (train.get("steps") or 0) + spa_steps,
                 "validation_mean_gold": chosen["validation_mean_gold"],
                 "validation_responses": chosen["validation_responses"]} if chosen else {}),

@@ -201,3 +201,40 @@ def test_include_initial_leaves_an_older_runs_validation_identity_alone(tmp_path
     assert "include_initial" not in stages["validate"].settings["validation"]
     on = tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1, include_initial=True))
     assert {s.name: s for s in recipe.build_stages(on)}["validate"].settings["validation"]["include_initial"] is True
+
+
+def test_a_study_row_that_kept_the_initial_policy_says_step_0(tmp_path, tiny_dir, monkeypatch):
+    real = recipe.gold_scored_samples
+
+    def scored(cfg, items, model, samples=None):
+        pool = real(cfg, items, model, samples)
+        if samples:  # validation: the untrained policy scores best
+            for it in pool:
+                it.meta["gold"] = [0.9 if model == cfg.model else 0.4 for _ in it.responses]
+        return pool
+
+    monkeypatch.setattr(recipe, "gold_scored_samples", scored)
+    cfg = tiny_study(tmp_path, tiny_dir, methods=["dpo-seed"],
+                     validation=dict(every=1, prompts=2, samples=1, include_initial=True))
+    cfg.train.max_steps = 2
+    [row] = run_study(cfg, log=lambda m: None)["arms"]
+    assert row["steps"] == 0 and row["steps_trained"] == 2 and set(row["validation_mean_gold"]) == {"0", "1", "2"}
+
+
+def test_an_adapter_snapshot_names_its_base_by_spec_without_asking_the_hub(tmp_path, tiny_tokenizer, monkeypatch):
+    """An embedded default or hub id is not a directory: PEFT's save_embedding_layers="auto" would look it up on
+    the hub at every snapshot; the snapshot names the spec as given."""
+    import peft.utils.save_and_load as peft_save
+
+    from frugalign.train import train
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a snapshot asked the hub")
+
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", no_hub)
+    model = build_model(tiny_tokenizer)
+    model.name_or_spec = "smollm2-135m-instruct"  # as load_model marks an embedded default
+    train(config(tmp_path, toy_rows(), name="snap", max_steps=2, snapshot_every=1, finetune="lora", lr=5e-2),
+          model, tiny_tokenizer)
+    adapter_config = json.loads((tmp_path / "snap" / "snapshots" / "step-000001" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "smollm2-135m-instruct"

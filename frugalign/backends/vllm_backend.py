@@ -101,7 +101,7 @@ class VLLMBackend:
         dtype = str(resolve_dtype(dtype, "cpu" if on_cpu else "cuda")).removeprefix("torch.")  # auto: as frugalign
 
         tokenizer = tokenizer or load_tokenizer(spec)
-        with model_directory(spec) as path:  # the engine reads the weights while it starts
+        with model_directory(spec, dtype) as path:  # the engine reads the weights while it starts
             try:
                 engine = vllm.LLM(model=path, tokenizer=path if Path(path).is_dir() else None,
                                   dtype=dtype, seed=seed,
