@@ -25,7 +25,7 @@ from .pipeline import RunDir, RunLock, Stage, StageContext
 from .precision import resolve_dtype_name, resolve_precision
 from .records import Annotation, PromptItem
 from .train import NON_MATH, TrainSettings
-from .validation import ValidationSettings, stage_validate, trained_model
+from .validation import HUMAN_ONLY_STAGE, ValidationSettings, chosen_inputs, stage_validate, trained_model
 from .weights import WEIGHTINGS, check_weighting
 
 # Who labels the pairs humans did not: nobody, the gold judge (the 100 %-labels baseline) or an
@@ -309,13 +309,19 @@ def annotator_agreement(auto: list[Annotation], gold: list[Annotation], out: Pat
             "kappa": cohens_kappa(pred, refs), "ece": ece.ece}
 
 
-def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
+def stage_train(ctx: StageContext, cfg: RunConfig, human_only: bool = False) -> dict:
+    """DPO on the labelled pairs; ``human_only``: the same training without the annotator's labels (a
+    validation candidate, ``validation.also=[human-only]``), skipped when the annotator added none."""
     from .data import labels_to_training
     from .train import TrainConfig, train
 
     pairs = read_optional(read_pairs, ctx.input("select", "human_pairs.jsonl"), ctx.input("select", "rest_pairs.jsonl"))
     human = read_optional(read_annotations, ctx.input("label", "human.jsonl"))
     auto = read_optional(read_annotations, ctx.input("annotate", "auto.jsonl"))
+    if human_only:
+        if not auto:  # the same rows as the train stage: nothing new to validate
+            return {"same_as_train": True}
+        auto = []
     # the 100%-labels baseline trains on gold labels for every pair
     gold = read_optional(read_annotations, ctx.input("label", "gold_rest.jsonl")) if cfg.annotator == "gold" else []
     rows, join = labels_to_training(pairs, human, auto, gold, weighting=cfg.weights)  # CW-PO: frugalign.weights
@@ -323,7 +329,7 @@ def stage_train(ctx: StageContext, cfg: RunConfig) -> dict:
         raise ConfigError("no non-tied labelled pairs to train on (raise budget or add an annotator)")
     write_records(ctx.out / "train.jsonl", rows)
     # Training resumes from its own checkpoints, so it works outside the stage's temp dir.
-    work = ctx.run.path / "work" / f"train-{ctx.run.manifest['stages']['train']['key']}"
+    work = ctx.run.path / "work" / f"{ctx.name}-{ctx.run.manifest['stages'][ctx.name]['key']}"
     settings = dataclasses.asdict(cfg.train)
     if cfg.validation.every:  # the candidates the validate stage chooses from
         settings["snapshot_every"] = cfg.validation.every
@@ -434,6 +440,11 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     gen = _settings(cfg, "model", "dtype", "n", "temperature", "top_p", "max_new_tokens", "seed", "backend")
     ev = _settings(cfg, "model", "dtype", "eval_samples", "eval_temperature", "top_p", "max_new_tokens", "seed",
                    "task", "backend")
+    train = Stage("train", lambda c: stage_train(c, cfg),
+                  {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg),
+                   **({"snapshot_every": cfg.validation.every} if cfg.validation.every else {})},
+                  ("select", "label", "annotate"))
+    chosen = chosen_inputs(cfg)  # validate, and the human-only training it may choose
     return [
         Stage("prompts", lambda c: stage_prompts(c, cfg),
               {**_settings(cfg, "task", "train_prompts", "test_prompts", "seed"),  # older runs keep their key:
@@ -450,19 +461,14 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                **({"end_of_response": True} if cfg.end_of_response else {}),
                **({"hybrid": dataclasses.asdict(cfg.hybrid)} if cfg.annotator == "hybrid" else {})},
               ("select", "label")),
-        Stage("train", lambda c: stage_train(c, cfg),
-              {**_settings(cfg, "weights", *TRAIN_FLAT, "seed", "annotator"), **added_train_settings(cfg),
-               **({"snapshot_every": cfg.validation.every} if cfg.validation.every else {})},
-              ("select", "label", "annotate")),
+        train,
+        *([dataclasses.replace(train, name=HUMAN_ONLY_STAGE, fn=lambda c: stage_train(c, cfg, human_only=True),
+                               settings={**train.settings, "human_only": True})] if HUMAN_ONLY_STAGE in chosen else []),
         *([Stage("validate", lambda c: stage_validate(c, cfg, gold_scored_samples),
-                 {**ev, "validation": {k: v for k, v in dataclasses.asdict(cfg.validation).items()  # older runs
-                                       if k != "include_initial" or v},  # keep their identity
-                  "questions": cfg.questions,
-                  "held_out": "questions"},
-                 ("prompts", "train"))] if cfg.validation.every else []),
+                 {**ev, "validation": cfg.validation.identity(), "questions": cfg.questions, "held_out": "questions"},
+                 ("prompts", "train", *chosen[1:]))] if chosen else []),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
-        Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev,
-              ("prompts", "train", *(("validate",) if cfg.validation.every else ()))),
+        Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train", *chosen)),
         Stage("evaluate", lambda c: stage_evaluate(c, cfg), {**_settings(cfg, "task", "seed"), "win_rate": "all-sample-pairs"},
               ("eval_initial", "eval_trained", "label")),
     ]
@@ -482,7 +488,7 @@ def run_recipe(cfg: RunConfig, log=print) -> dict:
     result.update({k: v for k, v in annotate.items() if k != "annotated"})
     result["auto_labels"] = annotate.get("annotated", 0)
     if cfg.validation.every and (chosen := run.summary("validate")):  # the step the test split evaluated
-        result["chosen_step"] = f"{chosen['chosen_step']} of {chosen['steps_trained']}"
+        result["chosen_step"] = f"{chosen.get('chosen', chosen['chosen_step'])} of {chosen['steps_trained']}"
     result["recipe"] = cfg.describe()
     result["precision"] = cfg.train.precision
     return result

@@ -77,7 +77,7 @@ from .study_summary import (
     write_summary,
 )
 from .train import NON_MATH
-from .validation import trained_model
+from .validation import chosen_inputs, trained_model
 
 METHODS = {
     # method: (RunConfig overrides, uses budget, uses strategy)
@@ -328,7 +328,7 @@ def build_arm_stages(cfg: RunConfig, study: StudyConfig, shared: RunDir, *, spa:
     if spa:
         i = [s.name for s in stages].index("train")
         spa_settings = spa_stage_settings(cfg, study)
-        chosen = ("validate",) if cfg.validation.every else ()  # SPA starts from the step validation chose
+        chosen = chosen_inputs(cfg)  # SPA starts from the model validation chose
         stages.insert(i + 1 + len(chosen), Stage("spa", lambda c: stage_spa(c, cfg, study), spa_settings,
                                                  ("prompts", "select", "train", "eval_initial", *chosen)))
         k = [s.name for s in stages].index("eval_trained")
@@ -379,6 +379,7 @@ def run_arm(cfg: StudyConfig, arm: Arm, shared: RunDir, log=print) -> dict:
             "human_ties": labels.get("human_ties", 0), "train_rows": train.get("train_rows"),
             "steps": (chosen["chosen_step"] if chosen else train.get("steps") or 0) + spa_steps,  # 0: the initial
             **({"steps_trained": (train.get("steps") or 0) + spa_steps,
+                "validation_chose": chosen.get("chosen", str(chosen["chosen_step"])),  # human-only/N: no auto labels
                 "validation_mean_gold": chosen["validation_mean_gold"],
                 "validation_responses": chosen["validation_responses"]} if chosen else {}),
             **({"spa": {k: v for k, v in rounds.items()

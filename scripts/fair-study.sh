@@ -14,9 +14,12 @@
 #                                           #   steps 8/16/24/32; frugalign.validation), seed 0 of DPO-100, dpo-seed and
 #                                           #   hybrid + Dr.SoW's margin at 10 %, in their own summary (…-validated.json)
 #   scripts/fair-study.sh ifeval 8 0 0.03   #   the same at another budget
+#   scripts/fair-study.sh ifeval 9 5        # part 9: validation also chooses the annotator: part 8's hybrid arm with
+#                                           #   the same training on its human labels alone as more candidates
+#                                           #   (validation.also=[human-only]); recipe-frugal
 set -euo pipefail
 task=${1:?task: house-style | ifeval}
-part=${2:?part: 1 to 8}
+part=${2:?part: 1 to 9}
 py=${PYTHON:-.venv/bin/python}
 common=(study-fair-"$task" summary=docs/results/study-fair-"$task".json)
 case "$part" in
@@ -49,5 +52,9 @@ case "$part" in
      "$py" -m frugalign study "${validated[@]}" "methods=[dpo-100, dpo-seed]"
      "$py" -m frugalign study "${validated[@]}" "methods=[hybrid]" \
        "variants={drsow: {hybrid.signals: [length, unfinished, format, drsow]}}" ;;
-  *) echo "part must be 1 to 8" >&2; exit 2 ;;
+  9) seed=${3:?part 9 needs a seed}
+     "$py" -m frugalign study study-fair-"$task" summary=docs/results/study-fair-"$task"-validated.json \
+       validation.every=8 "seeds=[$seed]" "budgets=[${4:-0.1}]" "methods=[hybrid]" \
+       "variants={drsow_choice: {hybrid.signals: [length, unfinished, format, drsow], validation.also: [human-only]}}" ;;
+  *) echo "part must be 1 to 9" >&2; exit 2 ;;
 esac

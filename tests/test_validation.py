@@ -17,15 +17,16 @@ from frugalign.goldjudge import get_task
 from frugalign.recipe import run_recipe
 from frugalign.report import results_table_text
 from frugalign.study import run_study
-from frugalign.validation import ValidationSettings, best_step, validation_prompts
+from frugalign.validation import ValidationSettings, best_candidate, validation_prompts
 
 
-def test_best_step_takes_the_highest_score_and_a_tie_goes_to_fewer_steps():
-    assert best_step({8: 0.50, 16: 0.61, 24: 0.58, 32: 0.55}) == 16
-    assert best_step({8: 0.6, 16: 0.6, 32: 0.4}) == 8
-    assert best_step({32: 0.1}) == 32
+def test_the_best_candidate_takes_the_highest_score_and_a_tie_goes_to_the_earlier_one():
+    assert best_candidate({"8": 0.50, "16": 0.61, "24": 0.58, "32": 0.55}) == "16"
+    assert best_candidate({"8": 0.6, "16": 0.6, "32": 0.4}) == "8"
+    assert best_candidate({"0": 0.5, "human-only/8": 0.7, "8": 0.7}) == "human-only/8"
+    assert best_candidate({"32": 0.1}) == "32"
     with pytest.raises(ConfigError):
-        best_step({})
+        best_candidate({})
 
 
 @pytest.mark.parametrize("finetune", ["full", "lora"])
@@ -127,9 +128,11 @@ def test_validation_prompts_hold_out_whole_questions_the_pool_did_not_use(task_n
         validation_prompts(task_name, sources, len(train_q - used) + 1, used)
 
 
-@pytest.mark.parametrize("bad", [dict(every=-1), dict(prompts=0), dict(samples=0)])
-def test_bad_validation_settings_are_one_line_errors(bad):
-    with pytest.raises(ConfigError, match="validation: need"):
+@pytest.mark.parametrize("bad, message", [(dict(every=-1), "validation: need"), (dict(prompts=0), "validation: need"),
+                                          (dict(samples=0), "validation: need"),
+                                          (dict(also=("human",)), "unknown candidate 'human'")])
+def test_bad_validation_settings_are_one_line_errors(bad, message):
+    with pytest.raises(ConfigError, match=message):
         ValidationSettings(**bad).validate()
 
 
@@ -171,7 +174,7 @@ def test_a_study_row_records_the_chosen_step_and_the_steps_trained(tmp_path, tin
 
 
 def test_the_untrained_policy_is_kept_when_no_step_beats_it(tmp_path, tiny_dir, monkeypatch):
-    """validation.include_initial: step 0 (the model the run started from) is a candidate; when it scores best,
+    """validation.also=[initial]: step 0 (the model the run started from) is a candidate; when it scores best,
     the test evaluation samples that model and the choice says so."""
     real = recipe.gold_scored_samples
     validated, evaluated = [], []
@@ -186,21 +189,24 @@ def test_the_untrained_policy_is_kept_when_no_step_beats_it(tmp_path, tiny_dir, 
 
     monkeypatch.setattr(recipe, "gold_scored_samples", scored)
     cfg = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=2),
-                   validation=dict(every=1, prompts=2, samples=1, include_initial=True))
+                   validation=dict(every=1, prompts=2, samples=1, also=("initial",)))
     result = run_recipe(cfg, log=lambda m: None)
     choice = json.loads((tmp_path / "run" / "validate" / "choice.json").read_text())
     assert validated[0] == cfg.model and len(validated) == 3  # step 0, then steps 1 and 2
-    assert choice["chosen_step"] == 0 and choice["model"] is None and choice["initial_model"] == cfg.model
+    assert choice["chosen_step"] == 0 and choice["stage"] is None and choice["initial_model"] == cfg.model
     assert set(choice["validation_mean_gold"]) == {"0", "1", "2"} and choice["validation_responses"] == 2 * 1 * 3
     assert result["chosen_step"] == "0 of 2"
     assert evaluated == [cfg.model, cfg.model]  # the test split: the initial policy, then the "trained" one
 
 
-def test_include_initial_leaves_an_older_runs_validation_identity_alone(tmp_path, tiny_dir):
+def test_extra_candidates_leave_an_older_runs_validation_identity_alone(tmp_path, tiny_dir):
     stages = {s.name: s for s in recipe.build_stages(tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1)))}
-    assert "include_initial" not in stages["validate"].settings["validation"]
-    on = tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1, include_initial=True))
-    assert {s.name: s for s in recipe.build_stages(on)}["validate"].settings["validation"]["include_initial"] is True
+    assert "also" not in stages["validate"].settings["validation"] and "train_human" not in stages
+    on = tiny_cfg(tmp_path, tiny_dir, validation=dict(every=1, also=("human-only",)))
+    stages = {s.name: s for s in recipe.build_stages(on)}
+    assert list(stages["validate"].settings["validation"]["also"]) == ["human-only"]
+    assert stages["train_human"].settings == {**stages["train"].settings, "human_only": True}
+    assert "train_human" in stages["validate"].inputs and "train_human" in stages["eval_trained"].inputs
 
 
 def test_a_study_row_that_kept_the_initial_policy_says_step_0(tmp_path, tiny_dir, monkeypatch):
@@ -215,7 +221,7 @@ def test_a_study_row_that_kept_the_initial_policy_says_step_0(tmp_path, tiny_dir
 
     monkeypatch.setattr(recipe, "gold_scored_samples", scored)
     cfg = tiny_study(tmp_path, tiny_dir, methods=["dpo-seed"],
-                     validation=dict(every=1, prompts=2, samples=1, include_initial=True))
+                     validation=dict(every=1, prompts=2, samples=1, also=("initial",)))
     cfg.train.max_steps = 2
     [row] = run_study(cfg, log=lambda m: None)["arms"]
     assert row["steps"] == 0 and row["steps_trained"] == 2 and set(row["validation_mean_gold"]) == {"0", "1", "2"}
@@ -238,3 +244,52 @@ def test_an_adapter_snapshot_names_its_base_by_spec_without_asking_the_hub(tmp_p
           model, tiny_tokenizer)
     adapter_config = json.loads((tmp_path / "snap" / "snapshots" / "step-000001" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "smollm2-135m-instruct"
+
+
+def test_validation_can_choose_the_human_labels_alone_which_is_dpo_on_them(tmp_path, tiny_dir, monkeypatch):
+    """validation.also=[human-only]: the same training without the annotator's labels is a candidate. When it
+    validates best it is the model evaluated, and it is exactly DPO on the human labels (annotator=none)."""
+    from safetensors.torch import load_file
+
+    real = recipe.gold_scored_samples
+    evaluated = []
+
+    def scored(cfg, items, model, samples=None):
+        pool = real(cfg, items, model, samples)
+        if samples:  # validation prefers the human-only training
+            for it in pool:
+                it.meta["gold"] = [0.9 if "train_human" in model else 0.3 for _ in it.responses]
+        elif "run/" in model:
+            evaluated.append(model)
+        return pool
+
+    monkeypatch.setattr(recipe, "gold_scored_samples", scored)
+    hybrid = dict(annotator="hybrid", hybrid=dict(signals=("length",), min_agreement=0.0), weights="confidence")
+    cfg = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=2), train_prompts=12, **hybrid,
+                   validation=dict(every=1, prompts=2, samples=1, also=("human-only",)))
+    result = run_recipe(cfg, log=lambda m: None)
+    run = tmp_path / "run"
+    choice = json.loads((run / "validate" / "choice.json").read_text())
+    assert choice["chosen"] == "human-only/1" and choice["stage"] == "train_human" and result["chosen_step"] == \
+        "human-only/1 of 2"
+    assert set(choice["validation_mean_gold"]) == {"human-only/1", "human-only/2", "1", "2"}
+    assert evaluated == [str(run / "train_human" / "snapshots" / "step-000001")]
+    rows = {n: [json.loads(x) for x in (run / n / "train.jsonl").open()] for n in ("train", "train_human")}
+    assert result["auto_labels"] > 0 and len(rows["train"]) > len(rows["train_human"]) > 0
+    # DPO on the same human labels, no annotator: the same rows and the same trained weights
+    plain = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=2), train_prompts=12, output_dir=str(tmp_path / "plain"),
+                     validation=dict(every=1, prompts=2, samples=1))
+    run_recipe(plain, log=lambda m: None)
+    assert [json.loads(x) for x in (tmp_path / "plain" / "train" / "train.jsonl").open()] == rows["train_human"]
+    ours = load_file(str(run / "train_human" / "model" / "model.safetensors"))
+    theirs = load_file(str(tmp_path / "plain" / "train" / "model" / "model.safetensors"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_without_automatic_labels_the_human_only_training_is_not_repeated(tmp_path, tiny_dir):
+    cfg = tiny_cfg(tmp_path, tiny_dir, train=dict(max_steps=2), validation=dict(every=1, prompts=2, samples=1,
+                                                                                 also=("human-only",)))
+    run_recipe(cfg, log=lambda m: None)  # annotator=none: nothing to leave out
+    choice = json.loads((tmp_path / "run" / "validate" / "choice.json").read_text())
+    assert set(choice["validation_mean_gold"]) == {"1", "2"} and choice["stage"] == "train"
+    assert not (tmp_path / "run" / "train_human" / "model").exists()
