@@ -285,7 +285,22 @@ def _load_adapter(src: ModelSource, dtype, device, trust_remote_code: bool, toke
         raise ModelLoadError(f"cannot load adapter {src.name!r} onto {base!r}: {first_line(e)}") from None
     if own_tokenizer:
         tok = _load_pretrained(src, dtype, device, trust_remote_code, True)[1]
-    return model.to(dtype), tok
+    return _cast_like_a_load(model, dtype), tok
+
+
+def _cast_like_a_load(model, dtype: torch.dtype):
+    """``model`` in ``dtype`` as ``from_pretrained(dtype=...)`` gives it: the weights and the buffers a checkpoint
+    stores are cast; buffers computed at init (RoPE's ``inv_freq``) stay float32, where ``Module.to`` would
+    round them and change every sample."""
+    if dtype == torch.float32:
+        return model
+    stored = set(model.state_dict())
+    for prefix, module in model.named_modules():
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor.is_floating_point() and f"{prefix}.{name}".lstrip(".") in stored:
+                tensor.data = tensor.data.to(dtype)
+    model.config.dtype = dtype
+    return model
 
 
 @contextlib.contextmanager

@@ -155,10 +155,10 @@ def test_matched_steps_every_arm_trains_max_steps_and_combined_adds_spa_rounds(t
     assert all(p["clusters"] <= p["prompts"] for p in summary["paired"])
 
 
-def test_recipe_frugal_is_the_fair_study_hybrid_drsow_arm_with_validated_steps():
+def test_recipe_frugal_is_the_fair_study_arm_where_validation_also_chooses_the_annotator():
     """`frugalign run recipe-frugal` must be the arm whose numbers docs/results.md quotes for it
-    (scripts/fair-study.sh part 8: the hybrid with Dr.SoW's margin as a fourth signal, steps chosen on
-    validation prompts)."""
+    (scripts/fair-study.sh part 9: the hybrid with Dr.SoW's margin as a fourth signal, steps chosen on
+    validation prompts, and the same training on the human labels alone among the candidates)."""
     import dataclasses
 
     import yaml
@@ -171,8 +171,9 @@ def test_recipe_frugal_is_the_fair_study_hybrid_drsow_arm_with_validated_steps()
         return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "output_dir"}
 
     study = build_config(StudyConfig, preset=yaml.safe_load(open(preset_path("study-fair-ifeval"))),
-                         variants={"drsow": {"hybrid.signals": ["length", "unfinished", "format", "drsow"]}},
+                         variants={"drsow_choice": {"hybrid.signals": ["length", "unfinished", "format", "drsow"],
+                                                    "validation.also": ["human-only"]}},
                          **{"validation.every": 8})
-    arm = arm_config(study, Arm("hybrid", 0.1, "random", 0, "drsow"))
+    arm = arm_config(study, Arm("hybrid", 0.1, "random", 0, "drsow_choice"))
     recipe_cfg = build_config(RunConfig, preset=yaml.safe_load(open(preset_path("recipe-frugal"))))
     assert settings(recipe_cfg) == settings(arm)

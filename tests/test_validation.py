@@ -85,6 +85,24 @@ def test_a_lora_snapshot_of_a_named_base_is_the_adapter_alone_and_loads_as_the_s
     assert tok.pad_token_id is not None
 
 
+def test_an_adapter_loads_in_bf16_as_its_merged_directory_does(tmp_path, tiny_dir):
+    """bf16 from an adapter: the same weights *and buffers* as from_pretrained(dtype=bf16) of the merged model
+    (Module.to would round RoPE's float32 inv_freq, and every sample of a validation candidate would change)."""
+    from frugalign.models import load_model, model_directory
+    from frugalign.train import train
+
+    train(config(tmp_path, toy_rows(), name="snap", max_steps=2, snapshot_every=1, finetune="lora", lr=5e-2,
+                 model=tiny_dir))
+    snapshot = str(tmp_path / "snap" / "snapshots" / "step-000001")
+    ours = load_model(snapshot, dtype="bfloat16")[0]
+    with model_directory(snapshot) as path:
+        merged = load_model(path, dtype="bfloat16")[0]
+    buffers = dict(merged.named_buffers())
+    assert buffers and all(b.dtype == buffers[k].dtype and torch.equal(b, buffers[k]) for k, b in ours.named_buffers())
+    assert all(torch.equal(p, merged.state_dict()[k]) for k, p in ours.state_dict().items())
+    assert ours.dtype == torch.bfloat16 and ours.config.dtype == merged.config.dtype
+
+
 def test_an_adapter_becomes_a_directory_for_engines_that_load_weights(tmp_path, tiny_dir):
     from transformers import AutoModelForCausalLM
 
