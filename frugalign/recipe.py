@@ -466,7 +466,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
                                settings={**train.settings, "human_only": True})] if HUMAN_ONLY_STAGE in chosen else []),
         *([Stage("validate", lambda c: stage_validate(c, cfg, gold_scored_samples),
                  {**ev, "validation": cfg.validation.identity(), "questions": cfg.questions, "held_out": "questions"},
-                 ("prompts", "train", *chosen[1:]))] if chosen else []),
+                 ("prompts", "train", *(s for s in chosen if s != "validate")))] if chosen else []),
         Stage("eval_initial", lambda c: stage_eval_generate(c, cfg, "initial"), ev, ("prompts",)),
         Stage("eval_trained", lambda c: stage_eval_generate(c, cfg, "trained"), ev, ("prompts", "train", *chosen)),
         Stage("evaluate", lambda c: stage_evaluate(c, cfg), {**_settings(cfg, "task", "seed"), "win_rate": "all-sample-pairs"},

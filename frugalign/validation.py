@@ -100,9 +100,9 @@ def all_candidates(ctx: StageContext, cfg) -> dict[str, tuple[str | None, int, s
     found: dict[str, tuple[str | None, int, str]] = {}
     if "initial" in cfg.validation.also:  # step 0: the policy as it started (a spec, not a file of this run)
         found["0"] = (None, 0, cfg.model)
-    if HUMAN_ONLY_STAGE in ctx.inputs and not ctx.run.summary(HUMAN_ONLY_STAGE).get("same_as_train"):
-        human_steps = ctx.run.summary(HUMAN_ONLY_STAGE).get("steps") or 0
-        for step, model in candidates(ctx.inputs[HUMAN_ONLY_STAGE], human_steps):
+    human = ctx.run.summary(HUMAN_ONLY_STAGE) if HUMAN_ONLY_STAGE in ctx.inputs else {"same_as_train": True}
+    if not human.get("same_as_train"):
+        for step, model in candidates(ctx.inputs[HUMAN_ONLY_STAGE], human.get("steps") or 0):
             found[f"human-only/{step}"] = (HUMAN_ONLY_STAGE, step, str(model))
     for step, model in candidates(ctx.inputs["train"], ctx.run.summary("train").get("steps") or 0):
         found[str(step)] = ("train", step, str(model))
